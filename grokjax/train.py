@@ -1,0 +1,185 @@
+"""One pure training function per (seed key, task, config); everything else transforms it.
+
+`make_trainer(task, cfg)` returns a `Trainer` of pure functions:
+`init(key) -> state`, `advance(state, hparams, n_logs) -> (state, trace)` and
+`train(key, hparams) -> (state, trace)`, the whole run. Training is full batch,
+`lax.scan` over epochs with metrics every `log_every` epochs (a nested scan).
+Hyperparameters that a sweep may vary (learning rate, weight decay) are arrays
+in `hparams`, not constants, so changing them does not recompile.
+"""
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from grokjax.errors import UserError
+from grokjax.model import MLP2, distinct_pair_lookup, gather_lookup, weight_norm, weights_only
+from grokjax.tasks import Task
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+PRECISIONS = ("default", "high", "highest")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Model and optimiser; defaults are the published setup (Adam with L2 decay on weights)."""
+
+    embed_dim: int = 32
+    hidden_dim: int = 32
+    unembed_bias: bool = True
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-8
+    weight_decay: float = 2e-5
+    momentum: float = 0.0
+    epochs: int = 3000
+    log_every: int = 10
+    matmul_precision: str = "highest"
+
+    def __post_init__(self):
+        for name in ("embed_dim", "hidden_dim", "epochs", "log_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name.replace('_', ' ').capitalize()} must be a positive integer, got {getattr(self, name)}.")
+        if self.epochs % self.log_every:
+            raise UserError(f"The number of epochs ({self.epochs}) must be a multiple of the log interval ({self.log_every}).")
+        if self.optimizer not in OPTIMIZERS:
+            raise UserError(f"Unknown optimizer '{self.optimizer}'; expected one of {', '.join(OPTIMIZERS)}.")
+        if self.matmul_precision not in PRECISIONS:
+            raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
+        if not self.lr > 0:
+            raise UserError(f"The learning rate must be positive, got {self.lr}.")
+        if self.weight_decay < 0:
+            raise UserError(f"The weight decay must be non-negative, got {self.weight_decay}.")
+
+    @property
+    def n_logs(self) -> int:
+        return self.epochs // self.log_every
+
+    def hparams(self) -> dict:
+        """The swept hyperparameters as float32 arrays."""
+        return {"lr": jnp.float32(self.lr), "weight_decay": jnp.float32(self.weight_decay)}
+
+
+def make_optimizer(cfg: TrainConfig, hparams: dict, params) -> optax.GradientTransformation:
+    """The optimiser of `cfg` with the (possibly traced) learning rate and weight decay of `hparams`.
+
+    `adam` and `sgd` add L2 decay to the gradients of the weights only (PyTorch's
+    `weight_decay=` semantics); `adamw` decays the weights directly.
+    """
+    lr, wd, mask = hparams["lr"], hparams["weight_decay"], weights_only(params)
+    if cfg.optimizer == "adamw":
+        return optax.adamw(lr, cfg.beta1, cfg.beta2, cfg.eps, weight_decay=wd, mask=mask)
+    if cfg.optimizer == "adam":
+        core = optax.scale_by_adam(cfg.beta1, cfg.beta2, cfg.eps)
+    else:
+        core = optax.trace(decay=cfg.momentum) if cfg.momentum else optax.identity()
+    return optax.chain(optax.add_decayed_weights(wd, mask), core, optax.scale(-lr))
+
+
+class TrainState(NamedTuple):
+    params: dict
+    opt_state: optax.OptState
+    epoch: jax.Array  # updates done so far
+    fit_epoch: jax.Array  # first epoch with train accuracy 1, or -1
+
+
+class Metrics(NamedTuple):
+    """Metrics at one logged epoch; `group_*` have a trailing group axis."""
+
+    train_loss: jax.Array
+    train_acc: jax.Array
+    group_loss: jax.Array
+    group_acc: jax.Array
+    weight_norm: jax.Array
+    margin: jax.Array
+
+
+class Trainer(NamedTuple):
+    init: Callable
+    advance: Callable
+    train: Callable
+    metrics: Callable
+    model: MLP2
+
+
+def _split_pairs(pairs: np.ndarray, n: int):
+    return pairs // n, pairs % n
+
+
+def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
+    """Pure functions that train one seed of `cfg` on `task`; vmap them over seeds."""
+    n = task.n
+    model = MLP2(n, cfg.embed_dim, cfg.hidden_dim, cfg.unembed_bias)
+    train_in = _split_pairs(task.train_pairs, n)
+    full_in = _split_pairs(np.arange(n * n), n)
+    train_lookup = gather_lookup
+    train_y, train_idx = jnp.asarray(task.train_labels), jnp.asarray(task.train_pairs)
+    eval_y = jnp.asarray(task.eval_labels)
+
+    def apply(params, inputs, lookup=gather_lookup):
+        with jax.default_matmul_precision(cfg.matmul_precision):
+            return model.apply({"params": params}, *inputs, lookup)
+
+    def loss_fn(params):
+        logits = apply(params, train_in, train_lookup)
+        true = jnp.take_along_axis(logits, train_y[:, None], -1)[:, 0]
+        loss = jnp.mean(jax.nn.logsumexp(logits, -1) - true)
+        return loss, jnp.all(true >= logits.max(-1))
+
+    def init(key) -> TrainState:
+        params = model.init(key, *(x[:1] for x in train_in))["params"]
+        opt_state = make_optimizer(cfg, cfg.hparams(), params).init(params)
+        return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
+
+    def step(state: TrainState, hparams) -> TrainState:
+        (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        fit_epoch = jnp.where((state.fit_epoch < 0) & fitted, state.epoch, state.fit_epoch)
+        updates, opt_state = make_optimizer(cfg, hparams, state.params).update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch)
+
+    def metrics(params) -> Metrics:
+        logits = apply(params, full_in)  # (N*N, N), shared by every group's labels
+        logp = jax.nn.log_softmax(logits)
+        correct = jnp.argmax(logits, -1)[None] == eval_y
+        group_nll = -jnp.take_along_axis(logp[None], eval_y[..., None], -1)[..., 0]
+        train_logits = logits[train_idx]
+        true = jnp.take_along_axis(train_logits, train_y[:, None], -1)[:, 0]
+        others = jnp.where(jax.nn.one_hot(train_y, n, dtype=bool), -jnp.inf, train_logits)
+        return Metrics(
+            train_loss=-jnp.take_along_axis(logp[train_idx], train_y[:, None], -1).mean(),
+            train_acc=(jnp.argmax(train_logits, -1) == train_y).mean(),
+            group_loss=group_nll.mean(-1),
+            group_acc=correct.mean(-1),
+            weight_norm=weight_norm(params),
+            margin=jnp.min(true - others.max(-1)),
+        )
+
+    def advance(state: TrainState, hparams, n_logs: int):
+        """Train `n_logs * log_every` epochs from `state`; metrics after every `log_every`."""
+
+        def log_block(state, _):
+            state, _ = jax.lax.scan(lambda s, _: (step(s, hparams), None), state, length=cfg.log_every)
+            return state, metrics(state.params)
+
+        return jax.lax.scan(log_block, state, length=n_logs)
+
+    def train(key, hparams):
+        """The whole run: init, then all epochs; the trace includes epoch 0."""
+        state = init(key)
+        first = metrics(state.params)
+        state, trace = advance(state, hparams, cfg.n_logs)
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trace)
+
+    return Trainer(init, advance, train, metrics, model)
+
+
+def seed_keys(seed: int, indices) -> jax.Array:
+    """Per-seed init keys `fold_in(PRNGKey(seed), i)`: seed i's key ignores how many run beside it."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices, jnp.uint32))
