@@ -144,20 +144,20 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch)
 
     def metrics(params) -> Metrics:
+        """Metrics of one model; a point counts as correct when its true logit is the largest."""
         logits = apply(params, full_in)  # (N*N, N), shared by every group's labels
-        logp = jax.nn.log_softmax(logits)
-        correct = jnp.argmax(logits, -1)[None] == eval_y
-        group_nll = -jnp.take_along_axis(logp[None], eval_y[..., None], -1)[..., 0]
+        lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
+        group_true = jnp.take_along_axis(logits[None], eval_y[..., None], -1)[..., 0]  # (groups, N*N)
         train_logits = logits[train_idx]
         true = jnp.take_along_axis(train_logits, train_y[:, None], -1)[:, 0]
-        others = jnp.where(jax.nn.one_hot(train_y, n, dtype=bool), -jnp.inf, train_logits)
+        others = jnp.where(jax.nn.one_hot(train_y, n, dtype=bool), -jnp.inf, train_logits).max(-1)
         return Metrics(
-            train_loss=-jnp.take_along_axis(logp[train_idx], train_y[:, None], -1).mean(),
-            train_acc=(jnp.argmax(train_logits, -1) == train_y).mean(),
-            group_loss=group_nll.mean(-1),
-            group_acc=correct.mean(-1),
+            train_loss=jnp.mean(lse[train_idx] - true),
+            train_acc=jnp.mean(true >= top[train_idx]),
+            group_loss=jnp.mean(lse - group_true, -1),
+            group_acc=jnp.mean(group_true >= top, -1),
             weight_norm=weight_norm(params),
-            margin=jnp.min(true - others.max(-1)),
+            margin=jnp.min(true - others),
         )
 
     def advance(state: TrainState, hparams, n_logs: int):

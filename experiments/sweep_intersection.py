@@ -1,0 +1,80 @@
+"""Train many seeds on an ambiguous training set and count which group each one grokked.
+
+Defaults reproduce the published run: S(4) vs A(4) x Z(2) on their full
+intersection, MLP2 with D = H = 32, Adam (lr 1e-2, betas 0.9/0.98, L2 weight
+decay 2e-5 on weights), 3000 full-batch epochs.
+
+    python experiments/sweep_intersection.py --n-seeds 10000
+"""
+
+import argparse
+import time
+
+from grokjax.cli import run_cli
+from grokjax.outcomes import CI_METHODS
+from grokjax.sweep import SweepConfig, run_sweep
+from grokjax.tasks import TASK_KINDS
+from grokjax.train import OPTIMIZERS, PRECISIONS, TrainConfig
+
+
+def parse_args(argv=None):
+    d, t = SweepConfig(), TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("task")
+    g.add_argument("--groups", nargs="+", default=list(d.groups), metavar="SPEC",
+                   help="group specs on shared labels, e.g. 'S(4)' 'times(A(4),Z(2))' (default: %(default)s)")
+    g.add_argument("--task", choices=TASK_KINDS, default=d.task, help="training set (default: %(default)s)")
+    g.add_argument("--fraction", type=float, default=d.fraction,
+                   help="fraction of the intersection (intersection_fraction) or of a table (iid) (default: %(default)s)")
+    g.add_argument("--group-fractions", type=float, nargs="+", default=list(d.group_fractions), metavar="F",
+                   help="intersection_plus: fraction of each group's own pairs added, one per group")
+    g.add_argument("--iid-group", type=int, default=d.iid_group, help="iid: index of the group whose table is sampled")
+    g.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the training-set sampling (default: %(default)s)")
+    g = p.add_argument_group("model and optimiser")
+    g.add_argument("--embed-dim", type=int, default=t.embed_dim, help="D (default: %(default)s)")
+    g.add_argument("--hidden-dim", type=int, default=t.hidden_dim, help="H (default: %(default)s)")
+    g.add_argument("--no-unembed-bias", action="store_true", help="drop the unembedding bias b_u")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer, help="(default: %(default)s)")
+    g.add_argument("--lr", type=float, default=t.lr, help="learning rate (default: %(default)s)")
+    g.add_argument("--beta1", type=float, default=t.beta1, help="Adam beta1 (default: %(default)s)")
+    g.add_argument("--beta2", type=float, default=t.beta2, help="Adam beta2 (default: %(default)s)")
+    g.add_argument("--eps", type=float, default=t.eps, help="Adam epsilon (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=t.weight_decay,
+                   help="L2 on weights for adam/sgd, decoupled for adamw (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=t.momentum, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=t.epochs, help="full-batch epochs (default: %(default)s)")
+    g.add_argument("--log-every", type=int, default=t.log_every, help="epochs between metrics (default: %(default)s)")
+    g.add_argument("--matmul-precision", choices=PRECISIONS, default=t.matmul_precision, help="(default: %(default)s)")
+    g = p.add_argument_group("seeds, outcome and output")
+    g.add_argument("--n-seeds", type=int, default=d.n_seeds, help="number of init seeds (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=d.seed, help="base init seed; seed i uses fold_in(seed, i) (default: %(default)s)")
+    g.add_argument("--chunk-size", type=int, default=None, help="seeds per compiled chunk (default: chosen for the device)")
+    g.add_argument("--grok-threshold", type=float, default=d.grok_threshold,
+                   help="full-table accuracy that counts as grokked (default: %(default)s)")
+    g.add_argument("--ci", choices=CI_METHODS, default=d.ci_method, help="confidence interval method (default: %(default)s)")
+    g.add_argument("--out", default=None, help="results directory (default: results/sweep-YYYYmmdd-HHMMSS)")
+    mode = g.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    train = TrainConfig(
+        embed_dim=a.embed_dim, hidden_dim=a.hidden_dim, unembed_bias=not a.no_unembed_bias, optimizer=a.optimizer,
+        lr=a.lr, beta1=a.beta1, beta2=a.beta2, eps=a.eps, weight_decay=a.weight_decay, momentum=a.momentum,
+        epochs=a.epochs, log_every=a.log_every, matmul_precision=a.matmul_precision)
+    cfg = SweepConfig(
+        groups=tuple(a.groups), task=a.task, fraction=a.fraction, group_fractions=tuple(a.group_fractions),
+        iid_group=a.iid_group, data_seed=a.data_seed, seed=a.seed, n_seeds=a.n_seeds,
+        grok_threshold=a.grok_threshold, ci_method=a.ci, train=train)
+    if a.resume and a.out is None:
+        parse_args(["--resume", "--out"])  # argparse's own error: --resume needs --out
+    out = a.out or time.strftime("results/sweep-%Y%m%d-%H%M%S")
+    run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,17 @@
+"""What every command-line entry point shares: bad input becomes one sentence and exit status 2."""
+
+import sys
+
+
+def run_cli(main) -> None:
+    """Run `main()`; a UserError prints its message and exits 2, Ctrl-C exits 130 without a traceback."""
+    from grokjax.errors import UserError
+
+    try:
+        main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("Interrupted; finished chunks are saved, run again with --resume to continue.", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,78 @@
+"""Atomic writes of the arrays, JSON and parameters of a results directory.
+
+Every file appears whole or not at all: it is written beside its final name and
+renamed into place. Parameters of all seeds are one orbax checkpoint, which is
+atomic in the same way.
+"""
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import orbax.checkpoint as ocp
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint", "scipy")
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    _atomic(Path(path), lambda f: f.write(json.dumps(obj, indent=2).encode() + b"\n"))
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def write_arrays(path: Path, arrays: dict) -> None:
+    _atomic(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def read_arrays(path: Path) -> dict:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def save_params(path: Path, params) -> None:
+    """Save a PyTree of stacked parameters (seed axis first) as an orbax checkpoint."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(Path(path).absolute(), params)
+        checkpointer.wait_until_finished()
+
+
+def load_params(path: Path):
+    """Load the parameters saved by `save_params` as numpy arrays."""
+    with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore(Path(path).absolute())
+
+
+def environment() -> dict:
+    """Package versions, Python, machine and git commit, recorded beside every result."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=10)
+        git = {"commit": commit.stdout.strip() or None, "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        git = {"commit": None, "dirty": None}
+    return {"python": platform.python_version(), "machine": platform.machine(), "packages": versions, "git": git}

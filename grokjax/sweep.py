@@ -1,0 +1,241 @@
+"""A sweep: many seeds of one config, trained in compiled chunks and saved for later analysis.
+
+The sweep owns every effect: choosing chunks, progress, writing and resuming.
+Seed i always gets the key `fold_in(PRNGKey(seed), i)` and the last chunk is
+padded to the chunk size (one compilation), so seed i's numbers do not depend
+on `n_seeds` or the chunk size. Each finished chunk is written atomically to
+`chunks/`; at the end they are merged into the results layout and removed:
+
+    config.json   the sweep config, package versions, git commit, task summary
+    task.npz      training pairs and labels, every group's table
+    traces.npz    metrics every log_every epochs, seed axis first
+    seeds.npz     per-seed final values, fit and grok epochs, which groups grokked
+    params/       final parameters of every seed (orbax), seed axis first
+    outcome.json  outcome fractions with confidence intervals
+    run.json      timings, device and chunk size of the run
+"""
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from grokjax import storage
+from grokjax.errors import UserError
+from grokjax.groups import parse_group
+from grokjax.outcomes import CI_METHODS, first_epoch_at_least, format_summary, grokked, outcome_summary
+from grokjax.tasks import Task, build_task
+from grokjax.train import TrainConfig, make_trainer, seed_keys
+
+CPU_CHUNK = 64
+"""Seeds per chunk on CPU: small chunks keep parameters and Adam state in cache (measured fastest)."""
+
+RUN_OPTIONS = ("chunk_size",)
+"""Settings that may change between an interrupted run and its resumption."""
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that determines a sweep's numbers; saved as config.json and compared on resume."""
+
+    groups: tuple[str, ...] = ("S(4)", "times(A(4),Z(2))")
+    task: str = "intersection"
+    fraction: float = 1.0
+    group_fractions: tuple[float, ...] = ()
+    iid_group: int = 0
+    data_seed: int = 0
+    seed: int = 0
+    n_seeds: int = 10000
+    grok_threshold: float = 0.999
+    ci_method: str = "wilson"
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.n_seeds < 1:
+            raise UserError(f"The number of seeds must be a positive integer, got {self.n_seeds}.")
+        if self.seed < 0 or self.data_seed < 0:
+            raise UserError("Seeds must be non-negative integers.")
+        if not 0 < self.grok_threshold <= 1:
+            raise UserError(f"The grokking threshold must be in (0, 1], got {self.grok_threshold}.")
+        if self.ci_method not in CI_METHODS:
+            raise UserError(f"Unknown interval method '{self.ci_method}'; expected one of {', '.join(CI_METHODS)}.")
+        if not self.groups:
+            raise UserError("At least one group is needed.")
+
+    def to_dict(self) -> dict:
+        """The config as plain JSON values (tuples become lists), as saved in config.json."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepConfig":
+        d = dict(d)
+        d["train"] = TrainConfig(**d["train"])
+        for key in ("groups", "group_fractions"):
+            d[key] = tuple(d[key])
+        return cls(**d)
+
+
+def build_sweep_task(cfg: SweepConfig) -> Task:
+    """Parse the groups and build the training set; every bad input is a UserError."""
+    groups = [parse_group(spec) for spec in cfg.groups]
+    return build_task(groups, cfg.task, cfg.fraction, cfg.group_fractions, cfg.iid_group, cfg.data_seed)
+
+
+def default_chunk_size(n_seeds: int, task: Task, cfg: TrainConfig) -> int:
+    """Seeds per chunk: the cache-friendly size on CPU; on accelerators as many as fit in half the free memory."""
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return min(n_seeds, CPU_CHUNK)
+    stats = device.memory_stats() or {}
+    free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
+    n, d, h = task.n, cfg.embed_dim, cfg.hidden_dim
+    n_params = 2 * n * d + 2 * d * h + h * n + n
+    per_seed = 4 * (8 * n_params + 6 * task.n_train * max(h, n) + 3 * n * n * max(h, n))
+    return int(max(1, min(n_seeds, free // 2 // per_seed))) if free > 0 else min(n_seeds, 1024)
+
+
+def _chunk_path(root: Path, start: int, stop: int) -> Path:
+    return root / "chunks" / f"seeds_{start:07d}_{stop:07d}.npz"
+
+
+def _done_seeds(root: Path, n_seeds: int) -> np.ndarray:
+    done = np.zeros(n_seeds, bool)
+    for path in (root / "chunks").glob("seeds_*_*.npz"):
+        start, stop = (int(x) for x in path.stem.split("_")[1:])
+        done[start:stop] = True
+    return done
+
+
+def _pending_chunks(done: np.ndarray, chunk: int):
+    """(start, stop) ranges of unfinished seeds, at most `chunk` long."""
+    todo = np.flatnonzero(~done)
+    ranges, i = [], 0
+    while i < len(todo):
+        start = todo[i]
+        stop = start
+        while i < len(todo) and todo[i] == stop and stop - start < chunk:
+            stop, i = stop + 1, i + 1
+        ranges.append((int(start), int(stop)))
+    return ranges
+
+
+def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bool) -> None:
+    """Create, check or clear the results directory; refuse anything that would mix or lose results."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"The output path {root} exists and is not a directory.")
+    if root.exists() and resume:
+        if not (root / "config.json").exists():
+            raise UserError(f"{root} holds no sweep to resume (no config.json).")
+        saved, wanted = storage.read_json(root / "config.json")["sweep"], cfg.to_dict()
+        if saved != wanted:
+            diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+            raise UserError(f"Cannot resume {root}: its config differs in {', '.join(diff)}.")
+        return
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise UserError(f"The output directory {root} already exists; pass --resume to continue it or --overwrite to replace it.")
+        if not (root / "config.json").exists():
+            raise UserError(f"Refusing to overwrite {root}: it is not a grokjax results directory.")
+        shutil.rmtree(root)
+    if resume:
+        raise UserError(f"There is nothing to resume at {root}.")
+    try:
+        (root / "chunks").mkdir(parents=True, exist_ok=True)
+        probe = root / ".write_test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"Cannot write to the output directory {root}: {e.strerror or e}.") from None
+
+
+def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
+    summary = {"n": task.n, "n_train": task.n_train, "group_names": [g.name for g in task.groups]}
+    storage.write_json(root / "config.json", {"sweep": cfg.to_dict(), "task": summary, "environment": storage.environment()})
+    tables = np.stack([g.table for g in task.groups])
+    storage.write_arrays(root / "task.npz", {"train_pairs": task.train_pairs, "train_labels": task.train_labels, "tables": tables})
+
+
+def _train_chunks(root, cfg, task, chunk, pending, progress, log) -> dict:
+    """Train every pending chunk and write it; returns timings."""
+    trainer = make_trainer(task, cfg.train)
+    hparams = cfg.train.hparams()
+    run = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))
+    t0 = time.perf_counter()
+    compiled = run.lower(seed_keys(cfg.seed, np.arange(chunk)), hparams).compile()
+    compile_s = time.perf_counter() - t0
+    log(f"compiled in {compile_s:.1f} s; {len(pending)} chunks of up to {chunk} seeds to train")
+    done_before = cfg.n_seeds - sum(stop - start for start, stop in pending)
+    bar = tqdm(total=cfg.n_seeds, initial=done_before, unit="seed", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    t0, trained = time.perf_counter(), 0
+    with bar:
+        for start, stop in pending:
+            state, trace = compiled(seed_keys(cfg.seed, np.arange(start, start + chunk)), hparams)
+            arrays = {f"trace/{k}": np.asarray(v)[: stop - start] for k, v in trace._asdict().items()}
+            arrays.update({f"params/{k}": np.asarray(v)[: stop - start] for k, v in state.params.items()})
+            arrays["fit_epoch"] = np.asarray(state.fit_epoch)[: stop - start]
+            storage.write_arrays(_chunk_path(root, start, stop), arrays)
+            trained += stop - start
+            elapsed = time.perf_counter() - t0
+            bar.set_postfix_str(f"{trained * cfg.train.epochs / elapsed:,.0f} model-epochs/s")
+            bar.update(stop - start)
+    run_s = time.perf_counter() - t0
+    return {"compile_s": compile_s, "run_s": run_s, "seeds_trained": trained,
+            "model_epochs_per_s": trained * cfg.train.epochs / run_s if trained else None}
+
+
+def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
+    """Merge the chunk files into traces.npz, seeds.npz, params/ and outcome.json; returns the outcome."""
+    paths = sorted((root / "chunks").glob("seeds_*_*.npz"))
+    parts = [storage.read_arrays(p) for p in paths]
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    traces = {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith("trace/")}
+    params = {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith("params/")}
+    epochs = np.arange(cfg.train.n_logs + 1) * cfg.train.log_every
+    final = {f"final_{k}": v[:, -1] for k, v in traces.items()}
+    grok = grokked(final["final_group_acc"], cfg.grok_threshold)
+    fit = np.where((merged["fit_epoch"] < 0) & (final["final_train_acc"] == 1), cfg.train.epochs, merged["fit_epoch"])
+    grok_epoch = np.stack([first_epoch_at_least(epochs, traces["group_acc"][..., g], cfg.grok_threshold)
+                           for g in range(len(task.groups))], axis=1)
+    names = [g.name for g in task.groups]
+    summary = outcome_summary(grok, names, method=cfg.ci_method)
+    storage.write_arrays(root / "traces.npz", {"epochs": epochs, **traces})
+    storage.write_arrays(root / "seeds.npz", {"seed": np.arange(cfg.n_seeds), "fit_epoch": fit, "grok_epoch": grok_epoch,
+                                              "grokked": grok, **final})
+    if (root / "params").exists():
+        shutil.rmtree(root / "params")
+    storage.save_params(root / "params", params)
+    storage.write_json(root / "outcome.json", summary)
+    shutil.rmtree(root / "chunks")
+    return summary
+
+
+def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: bool = False,
+              overwrite: bool = False, progress: bool = True, log=print) -> dict:
+    """Train `cfg.n_seeds` seeds into `out_dir` (resuming or replacing it if asked); returns the outcome summary."""
+    root = Path(out_dir)
+    task = build_sweep_task(cfg)
+    if chunk_size is not None and chunk_size < 1:
+        raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
+    _prepare_directory(root, cfg, resume, overwrite)
+    if (root / "outcome.json").exists():
+        log(f"{root} is already complete.")
+        return storage.read_json(root / "outcome.json")
+    if not resume:
+        _write_start(root, cfg, task)
+    (root / "chunks").mkdir(exist_ok=True)
+    chunk = chunk_size or default_chunk_size(cfg.n_seeds, task, cfg.train)
+    pending = _pending_chunks(_done_seeds(root, cfg.n_seeds), chunk)
+    log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
+        f"{cfg.n_seeds} seeds x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")
+    timing = _train_chunks(root, cfg, task, chunk, pending, progress, log) if pending else {}
+    summary = _merge(root, cfg, task)
+    storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]), **timing})
+    log(format_summary(summary))
+    return summary
