@@ -1,0 +1,23 @@
+"""Draw the figures of a finished sweep from its saved results; trains nothing and never imports jax.
+
+    python experiments/figures.py results/sweep-20250101-120000            # into RESULTS_DIR/figures/
+    python experiments/figures.py results/sweep-20250101-120000 --out figs
+"""
+
+import argparse
+
+from grokjax.cli import run_cli
+from grokjax.figures import draw_all
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", help="directory written by experiments/sweep_intersection.py")
+    p.add_argument("--out", default=None, help="directory for the PNGs (default: RESULTS_DIR/figures)")
+    a = p.parse_args(argv)
+    for path in draw_all(a.results_dir, a.out):
+        print(path)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,108 @@
+"""Figures drawn from a small synthetic results directory (no training): labels, PNG files, CLI errors, no jax."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grokjax.errors import UserError
+from grokjax.figures import draw_all, load_sweep, seed_outcomes
+from grokjax.outcomes import outcome_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = ["S(4)", "times(A(4),Z(2))"]
+# Two seeds each for 'both' and 'S(4) only', three for 'neither'; 'times(A(4),Z(2)) only' has none.
+GROKKED = np.array([[True, True], [True, True], [True, False], [True, False], [False, False], [False, False],
+                    [False, False]])
+EXPECTED = ["both", "both", "S(4) only", "S(4) only", "neither", "neither", "neither"]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_fake_sweep(root: Path) -> Path:
+    """The files a sweep writes, filled with synthetic curves that end in the outcomes of GROKKED."""
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    s, g = GROKKED.shape
+    epochs = np.arange(0, 110, 10)
+    ramp = np.clip(epochs / 50, 0, 1)
+    group_acc = np.where(GROKKED[:, None, :], 0.58 + 0.42 * ramp[None, :, None], 0.58 * ramp[None, :, None])
+    group_acc = np.clip(group_acc + 0.01 * rng.random(group_acc.shape) * (ramp < 1)[None, :, None], 0, 1)
+    train_loss = np.exp(-epochs / 20)[None, :] * (1 + rng.random((s, len(epochs))))
+    weight_norm = 10 + epochs[None, :] / 10 + rng.random((s, len(epochs)))
+    traces = {"epochs": epochs, "train_loss": train_loss, "train_acc": np.ones((s, len(epochs))),
+              "group_loss": 1 - group_acc, "group_acc": group_acc, "weight_norm": weight_norm,
+              "margin": rng.random((s, len(epochs)))}
+    np.savez(root / "traces.npz", **traces)
+    np.savez(root / "seeds.npz", seed=np.arange(s), fit_epoch=np.full(s, 50), grokked=GROKKED,
+             grok_epoch=np.where(GROKKED, 50, -1), **{f"final_{k}": v[:, -1] for k, v in traces.items() if k != "epochs"})
+    config = {"sweep": {"groups": GROUPS, "grok_threshold": 0.999, "train": {"epochs": 100, "log_every": 10}},
+              "task": {"n": 24, "n_train": 336, "group_names": GROUPS}, "environment": {}}
+    (root / "config.json").write_text(json.dumps(config))
+    (root / "outcome.json").write_text(json.dumps(outcome_summary(GROKKED, GROUPS)))
+    return root
+
+
+@pytest.fixture
+def results(tmp_path):
+    return write_fake_sweep(tmp_path / "results")
+
+
+def test_seed_outcomes_labels_every_seed():
+    assert seed_outcomes(GROKKED, GROUPS).tolist() == EXPECTED
+    assert seed_outcomes(np.array([[False, True]]), GROUPS).tolist() == ["times(A(4),Z(2)) only"]
+
+
+def test_seed_outcomes_rejects_a_group_count_mismatch():
+    with pytest.raises(ValueError, match="expected"):
+        seed_outcomes(GROKKED, GROUPS[:1])
+
+
+def test_draw_all_writes_three_pngs_atomically(results):
+    paths = draw_all(results)
+    assert [p.name for p in paths] == ["outcome_fractions.png", "loss_vs_weight_norm.png", "accuracy_curves.png"]
+    for p in paths:
+        assert p.parent == results / "figures"
+        assert p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > 1000
+    assert sorted(p.name for p in (results / "figures").iterdir()) == sorted(p.name for p in paths)
+
+
+def test_load_sweep_names_the_missing_file(results):
+    (results / "traces.npz").unlink()
+    with pytest.raises(UserError, match=r"traces\.npz is missing"):
+        load_sweep(results)
+
+
+def test_load_sweep_names_a_damaged_file(results):
+    arrays = dict(np.load(results / "seeds.npz"))
+    del arrays["grokked"]
+    np.savez(results / "seeds.npz", **arrays)
+    with pytest.raises(UserError, match=r"seeds\.npz lacks the arrays grokked"):
+        load_sweep(results)
+    (results / "traces.npz").write_text("not an archive")
+    with pytest.raises(UserError, match=r"traces\.npz: it is not a numpy"):
+        load_sweep(results)
+
+
+def test_cli_writes_figures_prints_their_paths_and_never_imports_jax(results, tmp_path):
+    out = tmp_path / "figs"
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "assert 'jax' not in sys.modules, 'jax was imported'")
+    cli = str(ROOT / "experiments" / "figures.py")
+    proc = subprocess.run([sys.executable, "-c", code, cli, str(results), "--out", str(out)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert [Path(line) for line in proc.stdout.splitlines()] == [out / "outcome_fractions.png",
+                                                                 out / "loss_vs_weight_norm.png",
+                                                                 out / "accuracy_curves.png"]
+
+
+def test_cli_on_a_missing_directory_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "figures.py"), str(tmp_path / "nowhere")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert "nowhere" in proc.stderr
+
