@@ -48,7 +48,11 @@ def parse_args(argv=None):
     g = p.add_argument_group("seeds, outcome and output")
     g.add_argument("--n-seeds", type=int, default=d.n_seeds, help="number of init seeds (default: %(default)s)")
     g.add_argument("--seed", type=int, default=d.seed, help="base init seed; seed i uses fold_in(seed, i) (default: %(default)s)")
-    g.add_argument("--chunk-size", type=int, default=None, help="seeds per compiled chunk (default: chosen for the device)")
+    g.add_argument("--seeds-per-call", type=int, default=d.seeds_per_call,
+                   help="seeds in one compiled call; fixes the numerics, recorded with the results "
+                        "(default: 64 on CPU, what fits a quarter of an accelerator's memory)")
+    g.add_argument("--chunk-size", type=int, default=None,
+                   help="seeds written per chunk, rounded up to whole calls; never changes the numbers (default: one call)")
     g.add_argument("--grok-threshold", type=float, default=d.grok_threshold,
                    help="full-table accuracy that counts as grokked (default: %(default)s)")
     g.add_argument("--ci", choices=CI_METHODS, default=d.ci_method, help="confidence interval method (default: %(default)s)")
@@ -57,7 +61,10 @@ def parse_args(argv=None):
     mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.resume and args.out is None:
+        p.error("--resume needs --out: name the results directory to continue")
+    return args
 
 
 def main(argv=None):
@@ -69,9 +76,7 @@ def main(argv=None):
     cfg = SweepConfig(
         groups=tuple(a.groups), task=a.task, fraction=a.fraction, group_fractions=tuple(a.group_fractions),
         iid_group=a.iid_group, data_seed=a.data_seed, seed=a.seed, n_seeds=a.n_seeds,
-        grok_threshold=a.grok_threshold, ci_method=a.ci, train=train)
-    if a.resume and a.out is None:
-        parse_args(["--resume", "--out"])  # argparse's own error: --resume needs --out
+        grok_threshold=a.grok_threshold, ci_method=a.ci, seeds_per_call=a.seeds_per_call, train=train)
     out = a.out or time.strftime("results/sweep-%Y%m%d-%H%M%S")
     run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
 

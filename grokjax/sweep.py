@@ -1,10 +1,13 @@
 """A sweep: many seeds of one config, trained in compiled chunks and saved for later analysis.
 
 The sweep owns every effect: choosing chunks, progress, writing and resuming.
-Seed i always gets the key `fold_in(PRNGKey(seed), i)` and the last chunk is
-padded to the chunk size (one compilation), so seed i's numbers do not depend
-on `n_seeds` or the chunk size. Each finished chunk is written atomically to
-`chunks/`; at the end they are merged into the results layout and removed:
+Seed i always gets the key `fold_in(PRNGKey(seed), i)`, and every compiled call
+trains exactly `seeds_per_call` seeds (the last one padded). XLA picks kernels
+and reduction orders by shape, so a fixed call width is what makes seed i's
+numbers bit-for-bit independent of `n_seeds` and of the chunk size (a chunk is
+a whole number of calls, written at once); the width is recorded with the
+results like the matmul precision. Each finished chunk is written atomically
+to `chunks/`; at the end they are merged into the results layout and removed:
 
     config.json   the sweep config, package versions, git commit, task summary
     task.npz      training pairs and labels, every group's table
@@ -34,11 +37,9 @@ from grokjax.outcomes import CI_METHODS, first_epoch_at_least, format_summary, g
 from grokjax.tasks import Task, build_task
 from grokjax.train import TrainConfig, make_trainer, seed_keys
 
-CPU_CHUNK = 64
-"""Seeds per chunk on CPU: small chunks keep parameters and Adam state in cache (measured fastest)."""
-
-RUN_OPTIONS = ("chunk_size",)
-"""Settings that may change between an interrupted run and its resumption."""
+CPU_SEEDS_PER_CALL = 64
+"""Seeds per compiled call on CPU: small calls keep parameters and Adam state in cache (measured fastest)."""
+MAX_SEEDS_PER_CALL = 4096
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class SweepConfig:
     n_seeds: int = 10000
     grok_threshold: float = 0.999
     ci_method: str = "wilson"
+    seeds_per_call: int = 0  # 0: chosen for the device by `default_seeds_per_call`
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -66,6 +68,8 @@ class SweepConfig:
             raise UserError(f"The grokking threshold must be in (0, 1], got {self.grok_threshold}.")
         if self.ci_method not in CI_METHODS:
             raise UserError(f"Unknown interval method '{self.ci_method}'; expected one of {', '.join(CI_METHODS)}.")
+        if self.seeds_per_call < 0:
+            raise UserError(f"Seeds per call must be a positive integer, got {self.seeds_per_call}.")
         if not self.groups:
             raise UserError("At least one group is needed.")
 
@@ -88,17 +92,19 @@ def build_sweep_task(cfg: SweepConfig) -> Task:
     return build_task(groups, cfg.task, cfg.fraction, cfg.group_fractions, cfg.iid_group, cfg.data_seed)
 
 
-def default_chunk_size(n_seeds: int, task: Task, cfg: TrainConfig) -> int:
-    """Seeds per chunk: the cache-friendly size on CPU; on accelerators as many as fit in half the free memory."""
+def default_seeds_per_call(task: Task, cfg: TrainConfig) -> int:
+    """Width of the compiled call: the cache-friendly size on CPU; on accelerators a power of two
+    that fits a quarter of the device's memory (its total, not what is free now, so that the
+    choice, which fixes the numerics, is the same on every run of this device)."""
     device = jax.devices()[0]
     if device.platform == "cpu":
-        return min(n_seeds, CPU_CHUNK)
-    stats = device.memory_stats() or {}
-    free = stats.get("bytes_limit", 0) - stats.get("bytes_in_use", 0)
+        return CPU_SEEDS_PER_CALL
+    limit = (device.memory_stats() or {}).get("bytes_limit", 16 * 2**30)
     n, d, h = task.n, cfg.embed_dim, cfg.hidden_dim
     n_params = 2 * n * d + 2 * d * h + h * n + n
     per_seed = 4 * (8 * n_params + 6 * task.n_train * max(h, n) + 3 * n * n * max(h, n))
-    return int(max(1, min(n_seeds, free // 2 // per_seed))) if free > 0 else min(n_seeds, 1024)
+    fits = max(1, limit // 4 // per_seed)
+    return int(min(MAX_SEEDS_PER_CALL, 2 ** int(np.log2(fits))))
 
 
 def _chunk_path(root: Path, start: int, stop: int) -> Path:
@@ -163,27 +169,27 @@ def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
 
 
 def _train_chunks(root, cfg, task, chunk, pending, progress, log) -> dict:
-    """Train every pending chunk and write it; returns timings."""
+    """Train every pending chunk, `cfg.seeds_per_call` seeds per compiled call, and write it; returns timings."""
     trainer = make_trainer(task, cfg.train)
-    hparams = cfg.train.hparams()
+    hparams, width = cfg.train.hparams(), cfg.seeds_per_call
     run = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))
     t0 = time.perf_counter()
-    compiled = run.lower(seed_keys(cfg.seed, np.arange(chunk)), hparams).compile()
+    compiled = run.lower(seed_keys(cfg.seed, np.arange(width)), hparams).compile()
     compile_s = time.perf_counter() - t0
-    log(f"compiled in {compile_s:.1f} s; {len(pending)} chunks of up to {chunk} seeds to train")
+    log(f"compiled in {compile_s:.1f} s; {len(pending)} chunks of up to {chunk} seeds, {width} seeds per call")
     done_before = cfg.n_seeds - sum(stop - start for start, stop in pending)
     bar = tqdm(total=cfg.n_seeds, initial=done_before, unit="seed", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     t0, trained = time.perf_counter(), 0
     with bar:
         for start, stop in pending:
-            state, trace = compiled(seed_keys(cfg.seed, np.arange(start, start + chunk)), hparams)
-            arrays = {f"trace/{k}": np.asarray(v)[: stop - start] for k, v in trace._asdict().items()}
-            arrays.update({f"params/{k}": np.asarray(v)[: stop - start] for k, v in state.params.items()})
-            arrays["fit_epoch"] = np.asarray(state.fit_epoch)[: stop - start]
+            calls = [compiled(seed_keys(cfg.seed, np.arange(s, s + width)), hparams) for s in range(start, stop, width)]
+            state, trace = jax.tree.map(lambda *parts: np.concatenate(parts)[: stop - start], *calls)
+            arrays = {f"trace/{k}": v for k, v in trace._asdict().items()}
+            arrays.update({f"params/{k}": v for k, v in state.params.items()})
+            arrays["fit_epoch"] = state.fit_epoch
             storage.write_arrays(_chunk_path(root, start, stop), arrays)
             trained += stop - start
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix_str(f"{trained * cfg.train.epochs / elapsed:,.0f} model-epochs/s")
+            bar.set_postfix_str(f"{trained * cfg.train.epochs / (time.perf_counter() - t0):,.0f} model-epochs/s")
             bar.update(stop - start)
     run_s = time.perf_counter() - t0
     return {"compile_s": compile_s, "run_s": run_s, "seeds_trained": trained,
@@ -223,6 +229,8 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     task = build_sweep_task(cfg)
     if chunk_size is not None and chunk_size < 1:
         raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
+    if not cfg.seeds_per_call:
+        cfg = dataclasses.replace(cfg, seeds_per_call=default_seeds_per_call(task, cfg.train))
     _prepare_directory(root, cfg, resume, overwrite)
     if (root / "outcome.json").exists():
         log(f"{root} is already complete.")
@@ -230,7 +238,8 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     if not resume:
         _write_start(root, cfg, task)
     (root / "chunks").mkdir(exist_ok=True)
-    chunk = chunk_size or default_chunk_size(cfg.n_seeds, task, cfg.train)
+    width = cfg.seeds_per_call
+    chunk = -(-(chunk_size or width) // width) * width  # a whole number of calls
     pending = _pending_chunks(_done_seeds(root, cfg.n_seeds), chunk)
     log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
         f"{cfg.n_seeds} seeds x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")

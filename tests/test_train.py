@@ -1,0 +1,105 @@
+"""Training: updates against a hand-computed backward pass and optimiser, metrics against numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from grokjax.groups import parse_group
+from grokjax.tasks import build_task
+from grokjax.train import TrainConfig, make_trainer
+
+TASK = build_task([parse_group("S(3)"), parse_group("times(A(3),Z(2))")])
+N = TASK.n
+
+
+def numpy_grads(p, pairs, labels):
+    """Mean cross-entropy gradient of MLP2 by hand, in float64."""
+    a, b = pairs // N, pairs % N
+    pre = p["embed_left"][a] @ p["w_left"] + p["embed_right"][b] @ p["w_right"]
+    hidden = np.maximum(pre, 0)
+    logits = hidden @ p["w_unembed"] + p["b_unembed"]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    dlogits = (probs - np.eye(N)[labels]) / len(labels)
+    dpre = (dlogits @ p["w_unembed"].T) * (pre > 0)
+    d_el, d_er = np.zeros_like(p["embed_left"]), np.zeros_like(p["embed_right"])
+    np.add.at(d_el, a, dpre @ p["w_left"].T)
+    np.add.at(d_er, b, dpre @ p["w_right"].T)
+    return {"embed_left": d_el, "embed_right": d_er,
+            "w_left": p["embed_left"][a].T @ dpre, "w_right": p["embed_right"][b].T @ dpre,
+            "w_unembed": hidden.T @ dlogits, "b_unembed": dlogits.sum(0)}
+
+
+def first_steps(cfg, n_steps):
+    trainer = make_trainer(TASK, cfg)
+    state = trainer.init(jax.random.PRNGKey(3))
+    p0 = jax.tree.map(lambda x: np.asarray(x, np.float64), state.params)
+    steps = [state]
+    for _ in range(n_steps):
+        state, _ = trainer.advance(state, cfg.hparams(), 1)
+        steps.append(state)
+    return p0, [jax.tree.map(np.asarray, s.params) for s in steps[1:]]
+
+
+def test_two_adam_steps_match_pytorch_adam_with_l2_on_weights():
+    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=2, log_every=1, weight_decay=0.05)
+    p, got = first_steps(cfg, 2)
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v = {k: np.zeros_like(x) for k, x in p.items()}
+    for t in (1, 2):
+        g = numpy_grads(p, TASK.train_pairs, TASK.train_labels)
+        for k in p:
+            if k != "b_unembed":
+                g[k] = g[k] + cfg.weight_decay * p[k]  # L2 added to the gradient, weights only
+            m[k] = cfg.beta1 * m[k] + (1 - cfg.beta1) * g[k]
+            v[k] = cfg.beta2 * v[k] + (1 - cfg.beta2) * g[k] ** 2
+            m_hat, v_hat = m[k] / (1 - cfg.beta1**t), v[k] / (1 - cfg.beta2**t)
+            p[k] = p[k] - cfg.lr * m_hat / (np.sqrt(v_hat) + cfg.eps)
+        for k in p:
+            np.testing.assert_allclose(got[t - 1][k], p[k], rtol=2e-5, atol=2e-6, err_msg=f"step {t}, {k}")
+
+
+def test_sgd_step_decays_weights_but_not_the_bias():
+    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=1, log_every=1, optimizer="sgd", lr=0.5, weight_decay=0.1)
+    p, (got,) = first_steps(cfg, 1)
+    g = numpy_grads(p, TASK.train_pairs, TASK.train_labels)
+    for k in p:
+        decay = 0 if k == "b_unembed" else cfg.weight_decay * p[k]
+        np.testing.assert_allclose(got[k], p[k] - cfg.lr * (g[k] + decay), rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_match_numpy():
+    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=1, log_every=1)
+    trainer = make_trainer(TASK, cfg)
+    params = trainer.init(jax.random.PRNGKey(5)).params
+    got = trainer.metrics(params)
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    a, b = np.divmod(np.arange(N * N), N)
+    logits = np.maximum(p["embed_left"][a] @ p["w_left"] + p["embed_right"][b] @ p["w_right"], 0) @ p["w_unembed"] + p["b_unembed"]
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    for g, group in enumerate(TASK.groups):
+        y = group.table.reshape(-1)
+        np.testing.assert_allclose(got.group_loss[g], -logp[np.arange(N * N), y].mean(), rtol=1e-5)
+        assert np.isclose(got.group_acc[g], (logits.argmax(1) == y).mean())
+    tl, ty = logits[TASK.train_pairs], TASK.train_labels
+    np.testing.assert_allclose(got.train_loss, -logp[TASK.train_pairs, ty].mean(), rtol=1e-5)
+    assert np.isclose(got.train_acc, (tl.argmax(1) == ty).mean())
+    others = np.where(np.eye(N, dtype=bool)[ty], -np.inf, tl).max(1)
+    np.testing.assert_allclose(got.margin, (tl[np.arange(len(ty)), ty] - others).min(), rtol=1e-4, atol=1e-5)
+
+
+def test_fit_epoch_is_the_first_epoch_with_train_accuracy_one():
+    cfg = TrainConfig(embed_dim=16, hidden_dim=16, epochs=60, log_every=1)
+    state, trace = jax.jit(make_trainer(TASK, cfg).train)(jax.random.PRNGKey(0), cfg.hparams())
+    acc = np.asarray(trace.train_acc)  # index e: after e updates
+    assert acc[-1] == 1, "this small task is fitted within 60 epochs"
+    assert int(state.fit_epoch) == np.flatnonzero(acc == 1)[0]
+
+
+def test_new_hyperparameter_values_do_not_recompile():
+    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=4, log_every=2)
+    run = jax.jit(make_trainer(TASK, cfg).train)
+    a = run(jax.random.PRNGKey(0), cfg.hparams())
+    b = run(jax.random.PRNGKey(0), {"lr": jnp.float32(0.1), "weight_decay": jnp.float32(0.0)})
+    assert run._cache_size() == 1
+    assert not np.allclose(a[0].params["w_left"], b[0].params["w_left"])
