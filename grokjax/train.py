@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from grokjax.errors import UserError
-from grokjax.model import MLP2, distinct_pair_lookup, gather_lookup, weight_norm, weights_only
+from grokjax.model import MLP2, weight_norm, weights_only
 from grokjax.tasks import Task
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -118,16 +118,15 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
     model = MLP2(n, cfg.embed_dim, cfg.hidden_dim, cfg.unembed_bias)
     train_in = _split_pairs(task.train_pairs, n)
     full_in = _split_pairs(np.arange(n * n), n)
-    train_lookup = gather_lookup
     train_y, train_idx = jnp.asarray(task.train_labels), jnp.asarray(task.train_pairs)
     eval_y = jnp.asarray(task.eval_labels)
 
-    def apply(params, inputs, lookup=gather_lookup):
+    def apply(params, inputs):
         with jax.default_matmul_precision(cfg.matmul_precision):
-            return model.apply({"params": params}, *inputs, lookup)
+            return model.apply({"params": params}, *inputs)
 
     def loss_fn(params):
-        logits = apply(params, train_in, train_lookup)
+        logits = apply(params, train_in)
         true = jnp.take_along_axis(logits, train_y[:, None], -1)[:, 0]
         loss = jnp.mean(jax.nn.logsumexp(logits, -1) - true)
         return loss, jnp.all(true >= logits.max(-1))
