@@ -62,8 +62,11 @@ class SweepConfig:
     def __post_init__(self):
         if self.n_seeds < 1:
             raise UserError(f"The number of seeds must be a positive integer, got {self.n_seeds}.")
-        if self.seed < 0 or self.data_seed < 0:
-            raise UserError("Seeds must be non-negative integers.")
+        if self.n_seeds >= 2**32:
+            raise UserError(f"At most 2**32 - 1 seeds are supported, got {self.n_seeds}.")
+        for name in ("seed", "data_seed"):
+            if not 0 <= getattr(self, name) < 2**32:
+                raise UserError(f"The {name.replace('_', ' ')} must be an integer in [0, 2**32), got {getattr(self, name)}.")
         if not 0 < self.grok_threshold <= 1:
             raise UserError(f"The grokking threshold must be in (0, 1], got {self.grok_threshold}.")
         if self.ci_method not in CI_METHODS:
@@ -132,22 +135,45 @@ def _pending_chunks(done: np.ndarray, chunk: int):
     return ranges
 
 
+def _saved_config(root: Path) -> dict | None:
+    """The sweep config saved in `root`, or None if `root` is not a grokjax results directory."""
+    try:
+        saved = storage.read_json(root / "config.json")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or not {"sweep", "task", "environment"} <= saved.keys():
+        return None
+    return saved["sweep"]
+
+
+def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two config dicts."""
+    out = []
+    for key in sorted(saved.keys() | wanted.keys()):
+        a, b = saved.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bool) -> None:
     """Create, check or clear the results directory; refuse anything that would mix or lose results."""
     if root.exists() and not root.is_dir():
         raise UserError(f"The output path {root} exists and is not a directory.")
+    saved = _saved_config(root) if root.exists() else None
     if root.exists() and resume:
-        if not (root / "config.json").exists():
-            raise UserError(f"{root} holds no sweep to resume (no config.json).")
-        saved, wanted = storage.read_json(root / "config.json")["sweep"], cfg.to_dict()
-        if saved != wanted:
-            diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        if saved is None:
+            raise UserError(f"{root} holds no grokjax sweep to resume (no readable config.json).")
+        diff = _differences(saved, cfg.to_dict())
+        if diff:
             raise UserError(f"Cannot resume {root}: its config differs in {', '.join(diff)}.")
         return
     if root.exists() and any(root.iterdir()):
         if not overwrite:
             raise UserError(f"The output directory {root} already exists; pass --resume to continue it or --overwrite to replace it.")
-        if not (root / "config.json").exists():
+        if saved is None:
             raise UserError(f"Refusing to overwrite {root}: it is not a grokjax results directory.")
         shutil.rmtree(root)
     if resume:

@@ -8,6 +8,7 @@ Hyperparameters that a sweep may vary (learning rate, weight decay) are arrays
 in `hparams`, not constants, so changing them does not recompile.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
@@ -52,10 +53,17 @@ class TrainConfig:
             raise UserError(f"Unknown optimizer '{self.optimizer}'; expected one of {', '.join(OPTIMIZERS)}.")
         if self.matmul_precision not in PRECISIONS:
             raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
+        finite = all(math.isfinite(getattr(self, k)) for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum"))
+        if not finite:
+            raise UserError("Optimizer hyperparameters must be finite numbers.")
         if not self.lr > 0:
             raise UserError(f"The learning rate must be positive, got {self.lr}.")
         if self.weight_decay < 0:
             raise UserError(f"The weight decay must be non-negative, got {self.weight_decay}.")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.momentum < 1):
+            raise UserError("Adam betas and SGD momentum must lie in [0, 1).")
+        if self.eps < 0:
+            raise UserError(f"Adam epsilon must be non-negative, got {self.eps}.")
 
     @property
     def n_logs(self) -> int:

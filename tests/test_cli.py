@@ -183,8 +183,11 @@ BAD_RUNS = [
     (["--hidden-dim", "0"], "Hidden dim must be a positive integer, got 0"),
     (["--chunk-size", "0"], "chunk size must be a positive integer, got 0"),
     (["--lr", "0"], "learning rate must be positive"),
-    (["--lr", "nan"], "learning rate must be positive"),
-    (["--seed", "-1"], "Seeds must be non-negative"),
+    (["--lr", "nan"], "must be finite numbers"),
+    (["--beta2", "1.0"], "betas and SGD momentum must lie in [0, 1)"),
+    (["--weight-decay", "inf"], "must be finite numbers"),
+    (["--seed", str(2**63)], "seed must be an integer in [0, 2**32)"),
+    (["--seed", "-1"], "seed must be an integer in [0, 2**32)"),
     (["--grok-threshold", "1.5"], "grokking threshold"),
     (["--task", "intersection_fraction", "--fraction", "0"], "must be in (0, 1], got 0.0"),
     (["--task", "intersection_fraction", "--fraction", "1.5"], "must be in (0, 1], got 1.5"),
@@ -260,9 +263,6 @@ def test_resume_with_a_different_seed_count_names_it(results_copy, capsys):
     assert snapshot(root) == before
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="grokjax/sweep.py _prepare_directory compares only top-level config keys, "
-                          "so a changed --lr is reported as 'differs in train'")
 def test_resume_with_a_different_lr_names_lr(results_copy, capsys):
     root, _ = results_copy
     code, out, err = run_inprocess([*TINY, "--lr", "0.02", "--out", str(root), "--resume"], capsys)
@@ -279,7 +279,7 @@ def test_resume_of_a_directory_without_a_sweep(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "notes.txt").write_text("mine")
     code, out, err = run_inprocess([*TINY, "--out", str(tmp_path / "out"), "--resume"], capsys)
-    assert_refused(code, out, err, "no config.json")
+    assert_refused(code, out, err, "no readable config.json")
     assert snapshot(tmp_path / "out") == {"notes.txt": b"mine"}
 
 
@@ -291,13 +291,9 @@ def test_overwrite_refuses_a_directory_that_is_not_a_results_directory(tmp_path,
     assert snapshot(tmp_path / "out") == {"thesis.tex": b"precious"}
 
 
-# ------------------------------------------------------------------ known bugs in grokjax/sweep.py (strict xfail:
-# each starts failing loudly, as an XPASS, once the bug is fixed, so the marker is then removed)
+# ------------------------------------------------------------------ regressions: foreign config.json, huge seeds
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="grokjax/sweep.py _prepare_directory treats any directory holding a config.json as a "
-                          "results directory, so --overwrite deletes e.g. a project folder with its own config.json")
 def test_overwrite_refuses_a_directory_with_a_foreign_config_json(tmp_path, monkeypatch, capsys):
     import grokjax.sweep
 
@@ -315,9 +311,6 @@ def test_overwrite_refuses_a_directory_with_a_foreign_config_json(tmp_path, monk
     assert_refused(code, "", err, "not a grokjax results directory")
 
 
-@pytest.mark.xfail(strict=True, raises=(KeyError, ValueError),
-                   reason="grokjax/sweep.py _prepare_directory reads config.json['sweep'] unchecked on --resume: "
-                          "a foreign or corrupt config.json gives a KeyError/JSONDecodeError traceback")
 @pytest.mark.parametrize("text", ['{"name": "my-app"}', "garbage"])
 def test_resume_with_a_foreign_config_json(text, tmp_path, capsys):
     out = tmp_path / "project"
@@ -328,9 +321,6 @@ def test_resume_with_a_foreign_config_json(text, tmp_path, capsys):
     assert snapshot(out) == {"config.json": text.encode()}
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="SweepConfig (grokjax/sweep.py) accepts any --seed >= 0, but PRNGKey overflows at 2**63 "
-                          "after the results directory was created")
 def test_seed_too_large_for_a_prng_key(tmp_path, capsys):
     code, out, err = run_inprocess([*TINY, "--seed", str(2**63), "--out", str(tmp_path / "out")], capsys)
     assert_refused(code, out, err)
