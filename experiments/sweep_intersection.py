@@ -82,4 +82,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, interrupted="Interrupted; finished chunks are saved: run again with --resume --out DIR to continue.")

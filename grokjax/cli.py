@@ -3,8 +3,8 @@
 import sys
 
 
-def run_cli(main) -> None:
-    """Run `main()`; a UserError prints its message and exits 2, Ctrl-C exits 130 without a traceback."""
+def run_cli(main, interrupted: str = "Interrupted.") -> None:
+    """Run `main()`; a UserError prints its message and exits 2, Ctrl-C prints `interrupted` and exits 130."""
     from grokjax.errors import UserError
 
     try:
@@ -13,5 +13,5 @@ def run_cli(main) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("Interrupted; finished chunks are saved, run again with --resume to continue.", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         sys.exit(130)
