@@ -14,7 +14,6 @@ import argparse
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from grokjax.sweep import SweepConfig, build_sweep_task, default_seeds_per_call
