@@ -109,10 +109,16 @@ class Metrics(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    init: Callable
-    advance: Callable
-    train: Callable
-    metrics: Callable
+    """Pure functions of one seed; see `make_trainer`."""
+
+    init: Callable  # key -> TrainState at epoch 0
+    start: Callable  # params -> TrainState with fresh optimiser state
+    step: Callable  # (state, hparams) -> state after one full-batch update
+    advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
+    train: Callable  # (key, hparams) -> (final state, trace including epoch 0)
+    metrics: Callable  # params -> Metrics
+    apply: Callable  # (params, (left, right)) -> logits
+    loss: Callable  # params -> (mean train cross-entropy, every train point correct)
     model: MLP2
 
 
@@ -139,10 +145,12 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         loss = jnp.mean(jax.nn.logsumexp(logits, -1) - true)
         return loss, jnp.all(true >= logits.max(-1))
 
-    def init(key) -> TrainState:
-        params = model.init(key, *(x[:1] for x in train_in))["params"]
+    def start(params) -> TrainState:
         opt_state = make_optimizer(cfg, cfg.hparams(), params).init(params)
         return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
+
+    def init(key) -> TrainState:
+        return start(model.init(key, *(x[:1] for x in train_in))["params"])
 
     def step(state: TrainState, hparams) -> TrainState:
         (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -183,7 +191,7 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         state, trace = advance(state, hparams, cfg.n_logs)
         return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trace)
 
-    return Trainer(init, advance, train, metrics, model)
+    return Trainer(init, start, step, advance, train, metrics, apply, loss_fn, model)
 
 
 def seed_keys(seed: int, indices) -> jax.Array:
