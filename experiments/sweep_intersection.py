@@ -35,15 +35,20 @@ def parse_args(argv=None):
     g.add_argument("--hidden-dim", type=int, default=t.hidden_dim, help="H (default: %(default)s)")
     g.add_argument("--no-unembed-bias", action="store_true", help="drop the unembedding bias b_u")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer, help="(default: %(default)s)")
-    g.add_argument("--lr", type=float, default=t.lr, help="learning rate (default: %(default)s)")
+    g.add_argument("--lr", type=float, nargs="+", default=[t.lr], metavar="LR",
+                   help="learning rate; several values sweep a grid with every seed (default: %(default)s)")
     g.add_argument("--beta1", type=float, default=t.beta1, help="Adam beta1 (default: %(default)s)")
     g.add_argument("--beta2", type=float, default=t.beta2, help="Adam beta2 (default: %(default)s)")
     g.add_argument("--eps", type=float, default=t.eps, help="Adam epsilon (default: %(default)s)")
-    g.add_argument("--weight-decay", type=float, default=t.weight_decay,
-                   help="L2 on weights for adam/sgd, decoupled for adamw (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, nargs="+", default=[t.weight_decay], metavar="WD",
+                   help="L2 on weights for adam/sgd, decoupled for adamw; several values sweep a grid, "
+                        "crossed with the learning rates (default: %(default)s)")
     g.add_argument("--momentum", type=float, default=t.momentum, help="SGD momentum (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=t.epochs, help="full-batch epochs (default: %(default)s)")
     g.add_argument("--log-every", type=int, default=t.log_every, help="epochs between metrics (default: %(default)s)")
+    g.add_argument("--keep-every", type=int, default=t.keep_every,
+                   help="also save every seed's parameters every this many epochs, for analyses over "
+                        "training time (default: only the final ones)")
     g.add_argument("--matmul-precision", choices=PRECISIONS, default=t.matmul_precision, help="(default: %(default)s)")
     g = p.add_argument_group("seeds, outcome and output")
     g.add_argument("--n-seeds", type=int, default=d.n_seeds, help="number of init seeds (default: %(default)s)")
@@ -52,7 +57,10 @@ def parse_args(argv=None):
                    help="seeds in one compiled call; fixes the numerics, recorded with the results "
                         "(default: 64 on CPU, what fits a quarter of an accelerator's memory)")
     g.add_argument("--chunk-size", type=int, default=None,
-                   help="seeds written per chunk, rounded up to whole calls; never changes the numbers (default: one call)")
+                   help="runs written per chunk file, rounded up to whole calls; never changes the numbers "
+                        "(default: what fits an eighth of the free memory, at most 1024)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="CPU worker processes; never changes the numbers (default: one per core on a CPU)")
     g.add_argument("--grok-threshold", type=float, default=d.grok_threshold,
                    help="full-table accuracy that counts as grokked (default: %(default)s)")
     g.add_argument("--ci", choices=CI_METHODS, default=d.ci_method, help="confidence interval method (default: %(default)s)")
@@ -71,14 +79,17 @@ def main(argv=None):
     a = parse_args(argv)
     train = TrainConfig(
         embed_dim=a.embed_dim, hidden_dim=a.hidden_dim, unembed_bias=not a.no_unembed_bias, optimizer=a.optimizer,
-        lr=a.lr, beta1=a.beta1, beta2=a.beta2, eps=a.eps, weight_decay=a.weight_decay, momentum=a.momentum,
-        epochs=a.epochs, log_every=a.log_every, matmul_precision=a.matmul_precision)
+        lr=a.lr[0], beta1=a.beta1, beta2=a.beta2, eps=a.eps, weight_decay=a.weight_decay[0], momentum=a.momentum,
+        epochs=a.epochs, log_every=a.log_every, keep_every=a.keep_every, matmul_precision=a.matmul_precision)
     cfg = SweepConfig(
         groups=tuple(a.groups), task=a.task, fraction=a.fraction, group_fractions=tuple(a.group_fractions),
         iid_group=a.iid_group, data_seed=a.data_seed, seed=a.seed, n_seeds=a.n_seeds,
-        grok_threshold=a.grok_threshold, ci_method=a.ci, seeds_per_call=a.seeds_per_call, train=train)
+        grok_threshold=a.grok_threshold, ci_method=a.ci, seeds_per_call=a.seeds_per_call,
+        lr_grid=tuple(a.lr) if len(a.lr) > 1 else (),
+        weight_decay_grid=tuple(a.weight_decay) if len(a.weight_decay) > 1 else (), train=train)
     out = a.out or time.strftime("results/sweep-%Y%m%d-%H%M%S")
-    run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress)
+    run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
+              workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ to `chunks/`; at the end they are merged into the results layout and removed:
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
 import time
@@ -30,16 +31,18 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from grokjax import storage
+from grokjax import execute, storage
 from grokjax.errors import UserError
 from grokjax.groups import parse_group
 from grokjax.outcomes import CI_METHODS, first_epoch_at_least, format_summary, grokked, outcome_summary
 from grokjax.tasks import Task, build_task
-from grokjax.train import TrainConfig, make_trainer, seed_keys
+from grokjax.train import TrainConfig
 
 CPU_SEEDS_PER_CALL = 64
 """Seeds per compiled call on CPU: small calls keep parameters and Adam state in cache (measured fastest)."""
 MAX_SEEDS_PER_CALL = 4096
+MAX_CHUNK_RUNS = 1024
+"""Chunk files hold at most this many runs, so an interrupt loses little work."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class SweepConfig:
     grok_threshold: float = 0.999
     ci_method: str = "wilson"
     seeds_per_call: int = 0  # 0: chosen for the device by `default_seeds_per_call`
+    lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: train.lr)
+    weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: train.weight_decay)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -75,6 +80,25 @@ class SweepConfig:
             raise UserError(f"Seeds per call must be a positive integer, got {self.seeds_per_call}.")
         if not self.groups:
             raise UserError("At least one group is needed.")
+        for lr, wd in zip(*self.grid_values()):
+            dataclasses.replace(self.train, lr=lr, weight_decay=wd)  # validates every grid value
+        if self.n_runs >= 2**31:
+            raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
+
+    def grid_values(self) -> tuple[list[float], list[float]]:
+        """Learning rate and weight decay of every grid point, learning rate varying slowest."""
+        lrs = self.lr_grid or (self.train.lr,)
+        wds = self.weight_decay_grid or (self.train.weight_decay,)
+        return [lr for lr in lrs for _ in wds], [wd for _ in lrs for wd in wds]
+
+    @property
+    def n_grid(self) -> int:
+        return len(self.grid_values()[0])
+
+    @property
+    def n_runs(self) -> int:
+        """Grid points x seeds; run r is seed r % n_seeds at grid point r // n_seeds."""
+        return self.n_grid * self.n_seeds
 
     def to_dict(self) -> dict:
         """The config as plain JSON values (tuples become lists), as saved in config.json."""
@@ -84,8 +108,9 @@ class SweepConfig:
     def from_dict(cls, d: dict) -> "SweepConfig":
         d = dict(d)
         d["train"] = TrainConfig(**d["train"])
-        for key in ("groups", "group_fractions"):
-            d[key] = tuple(d[key])
+        for key in ("groups", "group_fractions", "lr_grid", "weight_decay_grid"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -111,19 +136,19 @@ def default_seeds_per_call(task: Task, cfg: TrainConfig) -> int:
 
 
 def _chunk_path(root: Path, start: int, stop: int) -> Path:
-    return root / "chunks" / f"seeds_{start:07d}_{stop:07d}.npz"
+    return root / "chunks" / f"runs_{start:08d}_{stop:08d}.npz"
 
 
-def _done_seeds(root: Path, n_seeds: int) -> np.ndarray:
-    done = np.zeros(n_seeds, bool)
-    for path in (root / "chunks").glob("seeds_*_*.npz"):
+def _done_runs(root: Path, n_runs: int) -> np.ndarray:
+    done = np.zeros(n_runs, bool)
+    for path in (root / "chunks").glob("runs_*_*.npz"):
         start, stop = (int(x) for x in path.stem.split("_")[1:])
         done[start:stop] = True
     return done
 
 
 def _pending_chunks(done: np.ndarray, chunk: int):
-    """(start, stop) ranges of unfinished seeds, at most `chunk` long."""
+    """(start, stop) ranges of unfinished runs, at most `chunk` long."""
     todo = np.flatnonzero(~done)
     ranges, i = [], 0
     while i < len(todo):
@@ -194,67 +219,120 @@ def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
     storage.write_arrays(root / "task.npz", {"train_pairs": task.train_pairs, "train_labels": task.train_labels, "tables": tables})
 
 
-def _train_chunks(root, cfg, task, chunk, pending, progress, log) -> dict:
-    """Train every pending chunk, `cfg.seeds_per_call` seeds per compiled call, and write it; returns timings."""
-    trainer = make_trainer(task, cfg.train)
-    hparams, width = cfg.train.hparams(), cfg.seeds_per_call
-    run = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))
-    t0 = time.perf_counter()
-    compiled = run.lower(seed_keys(cfg.seed, np.arange(width)), hparams).compile()
-    compile_s = time.perf_counter() - t0
-    log(f"compiled in {compile_s:.1f} s; {len(pending)} chunks of up to {chunk} seeds, {width} seeds per call")
-    done_before = cfg.n_seeds - sum(stop - start for start, stop in pending)
-    bar = tqdm(total=cfg.n_seeds, initial=done_before, unit="seed", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    t0, trained = time.perf_counter(), 0
+def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log) -> dict:
+    """Train every pending chunk in whole calls and write each as soon as its calls are in; returns timings."""
+    per_call = cfg.seeds_per_call * len(jax.local_devices())
+    calls = {s: (start, stop) for start, stop in pending for s in range(start, stop, per_call)}
+    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
+    workers = min(workers or (execute.default_workers() if cpu else 1), len(calls))
+    if workers > 1 and not cpu:
+        raise UserError("Worker processes are for CPU sweeps; on accelerators every local device is used at once.")
+    runner = (execute.in_workers(task, cfg, list(calls), workers, log) if workers > 1
+              else execute.in_process(task, cfg, list(calls), log))
+    done_before = cfg.n_runs - sum(stop - start for start, stop in pending)
+    bar = tqdm(total=cfg.n_runs, initial=done_before, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    compile_s = next(runner)
+    t0, trained, parts = time.perf_counter(), 0, {}
     with bar:
-        for start, stop in pending:
-            calls = [compiled(seed_keys(cfg.seed, np.arange(s, s + width)), hparams) for s in range(start, stop, width)]
-            state, trace = jax.tree.map(lambda *parts: np.concatenate(parts)[: stop - start], *calls)
-            arrays = {f"trace/{k}": v for k, v in trace._asdict().items()}
-            arrays.update({f"params/{k}": v for k, v in state.params.items()})
-            arrays["fit_epoch"] = state.fit_epoch
-            storage.write_arrays(_chunk_path(root, start, stop), arrays)
+        for call_start, arrays in runner:
+            start, stop = calls[call_start]
+            parts.setdefault(start, {})[call_start] = arrays
+            if len(parts[start]) < -(-(stop - start) // per_call):
+                continue
+            got = parts.pop(start)
+            ordered = [got[s] for s in range(start, stop, per_call)]
+            merged = {k: np.concatenate([p[k] for p in ordered])[: stop - start] for k in ordered[0]}
+            storage.write_arrays(_chunk_path(root, start, stop), merged)
             trained += stop - start
             bar.set_postfix_str(f"{trained * cfg.train.epochs / (time.perf_counter() - t0):,.0f} model-epochs/s")
             bar.update(stop - start)
     run_s = time.perf_counter() - t0
-    return {"compile_s": compile_s, "run_s": run_s, "seeds_trained": trained,
+    return {"compile_s": compile_s, "run_s": run_s, "runs_trained": trained, "workers": workers,
             "model_epochs_per_s": trained * cfg.train.epochs / run_s if trained else None}
+
+
+def _grid_outcomes(cfg: SweepConfig, task: Task, grok: np.ndarray) -> dict:
+    """The outcome summary of each grid point ('grid' list), or the summary itself for a single point."""
+    names = [g.name for g in task.groups]
+    lr, wd = cfg.grid_values()
+    summaries = [outcome_summary(grok[g * cfg.n_seeds:(g + 1) * cfg.n_seeds], names, method=cfg.ci_method)
+                 for g in range(cfg.n_grid)]
+    if cfg.n_grid == 1:
+        return summaries[0]
+    return {"grid": [{"lr": a, "weight_decay": b, **s} for a, b, s in zip(lr, wd, summaries)]}
+
+
+def _format_outcomes(summary: dict) -> str:
+    if "grid" not in summary:
+        return format_summary(summary)
+    return "\n\n".join(f"lr {s['lr']:g}, weight decay {s['weight_decay']:g}\n{format_summary(s)}" for s in summary["grid"])
 
 
 def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
     """Merge the chunk files into traces.npz, seeds.npz, params/ and outcome.json; returns the outcome."""
-    paths = sorted((root / "chunks").glob("seeds_*_*.npz"))
-    parts = [storage.read_arrays(p) for p in paths]
-    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    traces = {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith("trace/")}
-    params = {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith("params/")}
+    paths = sorted((root / "chunks").glob("runs_*_*.npz"))
+    merged = {}
+    for path in paths:  # one chunk in memory at a time besides the merged arrays
+        for k, v in storage.read_arrays(path).items():
+            merged.setdefault(k, []).append(v)
+    merged = {k: np.concatenate(v) for k, v in merged.items()}
+    part = {p: {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith(p + "/")}
+            for p in ("trace", "params", "checkpoints")}
+    traces = part["trace"]
     epochs = np.arange(cfg.train.n_logs + 1) * cfg.train.log_every
     final = {f"final_{k}": v[:, -1] for k, v in traces.items()}
     grok = grokked(final["final_group_acc"], cfg.grok_threshold)
     fit = np.where((merged["fit_epoch"] < 0) & (final["final_train_acc"] == 1), cfg.train.epochs, merged["fit_epoch"])
     grok_epoch = np.stack([first_epoch_at_least(epochs, traces["group_acc"][..., g], cfg.grok_threshold)
                            for g in range(len(task.groups))], axis=1)
-    names = [g.name for g in task.groups]
-    summary = outcome_summary(grok, names, method=cfg.ci_method)
-    storage.write_arrays(root / "traces.npz", {"epochs": epochs, **traces})
-    storage.write_arrays(root / "seeds.npz", {"seed": np.arange(cfg.n_seeds), "fit_epoch": fit, "grok_epoch": grok_epoch,
-                                              "grokked": grok, **final})
-    if (root / "params").exists():
-        shutil.rmtree(root / "params")
-    storage.save_params(root / "params", params)
+    summary = _grid_outcomes(cfg, task, grok)
+    lr, wd = cfg.grid_values()
+    grid, seed = np.divmod(np.arange(cfg.n_runs), cfg.n_seeds)
+    extra = {}
+    if part["checkpoints"]:
+        extra["checkpoint_epochs"] = np.arange(0, cfg.train.epochs + 1, cfg.train.keep_every)
+    storage.write_arrays(root / "traces.npz", {"epochs": epochs, **extra, **traces})
+    storage.write_arrays(root / "seeds.npz", {
+        "seed": seed, "grid_index": grid, "lr": np.asarray(lr, np.float32)[grid],
+        "weight_decay": np.asarray(wd, np.float32)[grid], "fit_epoch": fit, "grok_epoch": grok_epoch,
+        "grokked": grok, **final})
+    for name in ("params", "checkpoints"):
+        if (root / name).exists():
+            shutil.rmtree(root / name)
+        if part[name]:
+            storage.save_params(root / name, part[name])
     storage.write_json(root / "outcome.json", summary)
     shutil.rmtree(root / "chunks")
     return summary
 
 
+def default_chunk_size(cfg: SweepConfig, task: Task) -> int:
+    """Runs per chunk file: what fits an eighth of the free host memory, at most MAX_CHUNK_RUNS."""
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(max(1, min(MAX_CHUNK_RUNS, free // 8 // result_bytes_per_run(cfg, task))))
+
+
+def result_bytes_per_run(cfg: SweepConfig, task: Task) -> int:
+    """Host memory one run's saved arrays take: metric trace, final and kept parameters."""
+    n, d, h = task.n, cfg.train.embed_dim, cfg.train.hidden_dim
+    n_params = 2 * n * d + 2 * d * h + h * n + n
+    n_kept = cfg.train.epochs // cfg.train.keep_every + 1 if cfg.train.keep_every else 0
+    return 4 * ((cfg.train.n_logs + 1) * (4 + 2 * len(task.groups)) + n_params * (1 + n_kept) + 1)
+
+
 def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, log=print) -> dict:
-    """Train `cfg.n_seeds` seeds into `out_dir` (resuming or replacing it if asked); returns the outcome summary."""
+              overwrite: bool = False, progress: bool = True, log=print, workers: int = 0) -> dict:
+    """Train every run (grid point x seed) of `cfg` into `out_dir`, resuming or replacing it if asked.
+
+    `workers` is the number of CPU worker processes (0: one per core on a one-device CPU); neither it
+    nor `chunk_size` changes a number. Returns the outcome summary.
+    """
     root = Path(out_dir)
     task = build_sweep_task(cfg)
     if chunk_size is not None and chunk_size < 1:
         raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
+    if workers < 0:
+        raise UserError(f"The number of workers must be a positive integer, got {workers}.")
     if not cfg.seeds_per_call:
         cfg = dataclasses.replace(cfg, seeds_per_call=default_seeds_per_call(task, cfg.train))
     _prepare_directory(root, cfg, resume, overwrite)
@@ -264,13 +342,16 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     if not resume:
         _write_start(root, cfg, task)
     (root / "chunks").mkdir(exist_ok=True)
-    width = cfg.seeds_per_call
-    chunk = -(-(chunk_size or width) // width) * width  # a whole number of calls
-    pending = _pending_chunks(_done_seeds(root, cfg.n_seeds), chunk)
+    per_call = cfg.seeds_per_call * len(jax.local_devices())
+    chunk = -(-(chunk_size or default_chunk_size(cfg, task)) // per_call) * per_call  # a whole number of calls
+    pending = _pending_chunks(_done_runs(root, cfg.n_runs), chunk)
+    grid = f" x {cfg.n_grid} grid points" if cfg.n_grid > 1 else ""
     log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
-        f"{cfg.n_seeds} seeds x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")
-    timing = _train_chunks(root, cfg, task, chunk, pending, progress, log) if pending else {}
+        f"{cfg.n_seeds} seeds{grid} x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")
+    log(f"chunks of {chunk} runs ({result_bytes_per_run(cfg, task) / 2**10:,.0f} KiB of results per run in memory)")
+    timing = _train_chunks(root, cfg, task, chunk, pending, workers, progress, log) if pending else {}
     summary = _merge(root, cfg, task)
-    storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]), **timing})
-    log(format_summary(summary))
+    storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]),
+                                           "n_devices": len(jax.local_devices()), **timing})
+    log(_format_outcomes(summary))
     return summary

@@ -41,6 +41,7 @@ class TrainConfig:
     momentum: float = 0.0
     epochs: int = 3000
     log_every: int = 10
+    keep_every: int = 0  # keep the parameters every this many epochs (0: only the final ones)
     matmul_precision: str = "highest"
 
     def __post_init__(self):
@@ -49,6 +50,9 @@ class TrainConfig:
                 raise UserError(f"{name.replace('_', ' ').capitalize()} must be a positive integer, got {getattr(self, name)}.")
         if self.epochs % self.log_every:
             raise UserError(f"The number of epochs ({self.epochs}) must be a multiple of the log interval ({self.log_every}).")
+        if self.keep_every < 0 or self.keep_every % self.log_every or (self.keep_every and self.epochs % self.keep_every):
+            raise UserError(f"The checkpoint interval ({self.keep_every}) must be a multiple of the log interval "
+                            f"({self.log_every}) that divides the number of epochs ({self.epochs}).")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"Unknown optimizer '{self.optimizer}'; expected one of {', '.join(OPTIMIZERS)}.")
         if self.matmul_precision not in PRECISIONS:
@@ -115,7 +119,7 @@ class Trainer(NamedTuple):
     start: Callable  # params -> TrainState with fresh optimiser state
     step: Callable  # (state, hparams) -> state after one full-batch update
     advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
-    train: Callable  # (key, hparams) -> (final state, trace including epoch 0)
+    train: Callable  # (key, hparams) -> (final state, trace including epoch 0, kept params or None)
     metrics: Callable  # params -> Metrics
     apply: Callable  # (params, (left, right)) -> logits
     loss: Callable  # params -> (mean train cross-entropy, every train point correct)
@@ -185,13 +189,29 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         return jax.lax.scan(log_block, state, length=n_logs)
 
     def train(key, hparams):
-        """The whole run: init, then all epochs; the trace includes epoch 0."""
+        """The whole run: init, then all epochs. The trace includes epoch 0; with `cfg.keep_every`, the
+        parameters at epochs 0, keep_every, 2 keep_every, ... are returned too (else None)."""
         state = init(key)
-        first = metrics(state.params)
-        state, trace = advance(state, hparams, cfg.n_logs)
-        return state, jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, trace)
+        start_params, first = state.params, metrics(state.params)
+        if not cfg.keep_every:
+            state, trace = advance(state, hparams, cfg.n_logs)
+            kept = None
+        else:
+            def keep_block(state, _):
+                state, trace = advance(state, hparams, cfg.keep_every // cfg.log_every)
+                return state, (trace, state.params)
+
+            state, (trace, kept) = jax.lax.scan(keep_block, state, length=cfg.epochs // cfg.keep_every)
+            trace = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), trace)
+            kept = _prepend(start_params, kept)
+        return state, _prepend(first, trace), kept
 
     return Trainer(init, start, step, advance, train, metrics, apply, loss_fn, model)
+
+
+def _prepend(first, rest):
+    """Stack a PyTree of single values in front of a PyTree of stacked ones."""
+    return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
 
 
 def seed_keys(seed: int, indices) -> jax.Array:

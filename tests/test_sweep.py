@@ -1,4 +1,4 @@
-"""Sweeps: seed i's numbers are independent of n_seeds and chunk size; a killed sweep resumes exactly."""
+"""Sweeps: a run's numbers do not depend on n_seeds, chunk size, workers, devices or grid; a killed sweep resumes exactly."""
 
 import os
 import signal
@@ -6,6 +6,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import dataclasses
+import json
 
 import numpy as np
 
@@ -17,18 +20,23 @@ SCRIPT = Path(__file__).parents[1] / "experiments" / "sweep_intersection.py"
 GROUPS = ("S(3)", "times(A(3),Z(2))")
 
 
-def tiny(n_seeds, epochs=30, log_every=5):
+QUIET = dict(progress=False, log=lambda *_: None)
+
+
+def tiny(n_seeds, epochs=30, log_every=5, **kw):
     train = TrainConfig(embed_dim=8, hidden_dim=8, epochs=epochs, log_every=log_every)
-    return SweepConfig(groups=GROUPS, n_seeds=n_seeds, seeds_per_call=4, train=train)
+    return SweepConfig(groups=GROUPS, n_seeds=n_seeds, seeds_per_call=4, train=train, **kw)
 
 
-def arrays(root: Path, n: int) -> dict:
-    """Every per-seed array of a results directory, first n seeds."""
+def arrays(root: Path, runs) -> dict:
+    """Every per-run array of a results directory, for the given runs (a slice or indices)."""
     out = {}
     for name in ("traces", "seeds"):
         for k, v in read_arrays(root / f"{name}.npz").items():
-            out[f"{name}/{k}"] = v if k == "epochs" else v[:n]
-    out.update({f"params/{k}": v[:n] for k, v in load_params(root / "params").items()})
+            out[f"{name}/{k}"] = v if k in ("epochs", "checkpoint_epochs") else v[runs]
+    for part in ("params", "checkpoints"):
+        if (root / part).exists():
+            out.update({f"{part}/{k}": v[runs] for k, v in load_params(root / part).items()})
     return out
 
 
@@ -38,16 +46,59 @@ def assert_identical(a: dict, b: dict):
         assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
 
 
-def test_seed_results_do_not_depend_on_n_seeds_or_chunk_size(tmp_path):
-    quiet = dict(progress=False, log=lambda *_: None)
-    run_sweep(tiny(13), tmp_path / "a", chunk_size=8, **quiet)
-    run_sweep(tiny(3), tmp_path / "b", **quiet)
-    run_sweep(tiny(6), tmp_path / "c", chunk_size=1, **quiet)
-    ref = arrays(tmp_path / "a", 3)
-    assert_identical(ref, arrays(tmp_path / "b", 3))
-    assert_identical(ref, arrays(tmp_path / "c", 3))
-    assert_identical(arrays(tmp_path / "a", 6), arrays(tmp_path / "c", 6))
+def test_seed_results_do_not_depend_on_n_seeds_chunk_size_or_workers(tmp_path):
+    run_sweep(tiny(13), tmp_path / "a", chunk_size=8, workers=1, **QUIET)
+    run_sweep(tiny(3), tmp_path / "b", workers=1, **QUIET)
+    run_sweep(tiny(6), tmp_path / "c", chunk_size=1, workers=2, **QUIET)
+    ref = arrays(tmp_path / "a", slice(3))
+    assert_identical(ref, arrays(tmp_path / "b", slice(3)))
+    assert_identical(ref, arrays(tmp_path / "c", slice(3)))
+    assert_identical(arrays(tmp_path / "a", slice(6)), arrays(tmp_path / "c", slice(6)))
     assert not np.array_equal(ref["params/w_left"][0], ref["params/w_left"][1])
+    assert json.loads((tmp_path / "c" / "run.json").read_text())["workers"] == 2
+
+
+def test_eight_devices_give_the_one_device_numbers(tmp_path):
+    """The seed axis sharded over 8 forced host devices (a subprocess) against one device here."""
+    args = [sys.executable, str(SCRIPT), "--groups", *GROUPS, "--embed-dim", "8", "--hidden-dim", "8", "--epochs", "30",
+            "--log-every", "5", "--n-seeds", "13", "--seeds-per-call", "4", "--no-progress", "--out", str(tmp_path / "m")]
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "JAX_NUM_CPU_DEVICES": "8"})
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "m" / "run.json").read_text())["n_devices"] == 8
+    run_sweep(tiny(13), tmp_path / "one", workers=1, **QUIET)
+    assert_identical(arrays(tmp_path / "m", slice(13)), arrays(tmp_path / "one", slice(13)))
+
+
+def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
+    grid = tiny(3, lr_grid=(1e-2, 3e-3), weight_decay_grid=(0.0, 1e-3))
+    run_sweep(grid, tmp_path / "grid", workers=1, **QUIET)
+    seeds = read_arrays(tmp_path / "grid" / "seeds.npz")
+    assert seeds["seed"].tolist() == [0, 1, 2] * 4 and seeds["grid_index"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    assert np.allclose(seeds["lr"], [1e-2] * 6 + [3e-3] * 6) and np.allclose(seeds["weight_decay"], [0, 0, 0, 1e-3, 1e-3, 1e-3] * 2)
+    point = dataclasses.replace(grid.train, lr=3e-3, weight_decay=1e-3)
+    run_sweep(dataclasses.replace(grid, lr_grid=(), weight_decay_grid=(), train=point), tmp_path / "one", workers=1, **QUIET)
+    mine = arrays(tmp_path / "grid", slice(9, 12))
+    theirs = arrays(tmp_path / "one", slice(3))
+    for key in ("seeds/seed", "seeds/grid_index", "seeds/lr", "seeds/weight_decay"):
+        del mine[key], theirs[key]
+    assert_identical(mine, theirs)
+    outcome = json.loads((tmp_path / "grid" / "outcome.json").read_text())
+    assert [(g["lr"], g["weight_decay"], g["n_seeds"]) for g in outcome["grid"]] == [
+        (1e-2, 0.0, 3), (1e-2, 1e-3, 3), (3e-3, 0.0, 3), (3e-3, 1e-3, 3)]
+
+
+def test_kept_checkpoints_match_the_trace_and_final_parameters(tmp_path):
+    run_sweep(tiny(5), tmp_path / "plain", workers=1, **QUIET)
+    keeping = dataclasses.replace(tiny(5), train=dataclasses.replace(tiny(5).train, keep_every=10))
+    run_sweep(keeping, tmp_path / "kept", workers=1, **QUIET)
+    plain, kept = arrays(tmp_path / "plain", slice(5)), arrays(tmp_path / "kept", slice(5))
+    assert kept.pop("traces/checkpoint_epochs").tolist() == [0, 10, 20, 30]
+    checkpoints = {k.split("/")[1]: kept.pop(k) for k in list(kept) if k.startswith("checkpoints/")}
+    assert_identical(plain, kept)
+    for name, final in plain.items():
+        if name.startswith("params/"):
+            assert checkpoints[name.split("/")[1]].shape == (5, 4, *final.shape[1:])
+            assert np.array_equal(checkpoints[name.split("/")[1]][:, -1], final)
 
 
 def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
@@ -56,15 +107,15 @@ def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--chunk-size", "1", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while len(list((out / "chunks").glob("seeds_*.npz"))) < 3 and proc.poll() is None and time.time() < deadline:
+    while len(list((out / "chunks").glob("runs_*.npz"))) < 3 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    saved = len(list((out / "chunks").glob("seeds_*.npz")))
+    saved = len(list((out / "chunks").glob("runs_*.npz")))
     assert 3 <= saved < 20 and not (out / "outcome.json").exists(), "the sweep was killed part-way"
 
     done = subprocess.run([*args, "--chunk-size", "12", "--out", str(out), "--resume"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not (out / "chunks").exists() and not list(out.glob(".*tmp*"))
-    run_sweep(tiny(80, 3000, 100), tmp_path / "whole", progress=False, log=lambda *_: None)
-    assert_identical(arrays(out, 80), arrays(tmp_path / "whole", 80))
+    run_sweep(tiny(80, 3000, 100), tmp_path / "whole", workers=1, **QUIET)
+    assert_identical(arrays(out, slice(80)), arrays(tmp_path / "whole", slice(80)))

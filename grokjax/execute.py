@@ -1,0 +1,149 @@
+"""Where a sweep's compiled calls run: every local device at once, or worker processes on CPU cores.
+
+A *call* trains `width` runs per device with one compiled program, `vmap` over
+runs inside `shard_map` over a mesh of devices. Every device runs exactly the
+program a one-device sweep runs, so a run's numbers do not depend on the device
+count. On a CPU the XLA runtime executes one program at a time on about one
+core, so a sweep uses one worker process per core instead, each compiling the
+same program; the numbers are again the same bit for bit.
+
+A run is one (grid point, seed) pair: run r trains seed r % n_seeds with the
+learning rate and weight decay of grid point r // n_seeds, which enter as
+arrays, so no grid value is compiled in.
+"""
+
+import multiprocessing
+import os
+import queue
+import signal
+import time
+import traceback
+from typing import Callable, Iterator
+
+import jax
+import numpy as np
+from jax.sharding import PartitionSpec
+
+from grokjax.train import make_trainer, seed_keys
+
+AXIS = "runs"
+
+
+def compile_call(task, cfg, width: int, devices) -> tuple[Callable, float, dict]:
+    """The compiled call of `width` runs per device on `devices`; returns it, its compile time and memory use.
+
+    The call takes per-run keys and hyperparameter arrays (run axis first) and
+    returns (final TrainState, Metrics trace, checkpoint params or None).
+    """
+    trainer = make_trainer(task, cfg.train)
+    fn = jax.vmap(trainer.train)
+    if len(devices) > 1:
+        mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=PartitionSpec(AXIS), out_specs=PartitionSpec(AXIS), check_vma=False)
+    total = width * len(devices)
+    args = run_inputs(cfg, np.zeros(total, np.int64))
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    seconds = time.perf_counter() - t0
+    mem = compiled.memory_analysis()
+    per_device = None if mem is None else (mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes)
+    return compiled, seconds, {"bytes_per_run": None if per_device is None else per_device / width}
+
+
+def run_inputs(cfg, runs: np.ndarray):
+    """Init keys and hyperparameters of the given run indices."""
+    lr, wd = cfg.grid_values()
+    grid, seed = np.divmod(runs, cfg.n_seeds)
+    hparams = {"lr": np.asarray(lr, np.float32)[grid], "weight_decay": np.asarray(wd, np.float32)[grid]}
+    return seed_keys(cfg.seed, seed), hparams
+
+
+def call_results(compiled, cfg, start: int, total: int) -> dict:
+    """Train runs start .. start + total - 1 (indices past the last run repeat it) and return numpy arrays."""
+    runs = np.minimum(np.arange(start, start + total), cfg.n_runs - 1)
+    state, trace, kept = compiled(*run_inputs(cfg, runs))
+    arrays = {f"trace/{k}": v for k, v in trace._asdict().items()}
+    arrays.update({f"params/{k}": v for k, v in state.params.items()})
+    if kept is not None:
+        arrays.update({f"checkpoints/{k}": v for k, v in kept.items()})
+    arrays["fit_epoch"] = state.fit_epoch
+    return jax.tree.map(np.asarray, arrays)
+
+
+def default_workers() -> int:
+    """Worker processes for a CPU sweep: one per core this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def in_process(task, cfg, starts: list[int], log) -> Iterator:
+    """Run the calls at `starts` here, on every local device at once.
+
+    Like `in_workers`, yields the compile time first, then (start, arrays) per call.
+    """
+    devices = jax.local_devices()
+    compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, devices)
+    log(f"compiled in {seconds:.1f} s for {len(devices)} {devices[0].platform} device(s)" + _memory(mem, cfg))
+    yield seconds
+    total = cfg.seeds_per_call * len(devices)
+    for start in starts:
+        yield start, call_results(compiled, cfg, start, total)
+
+
+def _memory(mem: dict, cfg) -> str:
+    b = mem["bytes_per_run"]
+    return "" if b is None else f"; {b / 2**10:,.0f} KiB of device memory per run ({cfg.seeds_per_call} runs per call)"
+
+
+def _worker(cfg, task, starts, results, parent: int) -> None:
+    """A worker process: compile the one-device call, then train its calls and send the arrays back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    try:
+        compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
+        results.put(("compiled", seconds, mem))
+        for start in starts:
+            if os.getppid() != parent:
+                return
+            results.put(("done", start, call_results(compiled, cfg, start, cfg.seeds_per_call)))
+    except BaseException:
+        results.put(("failed", traceback.format_exc(), None))
+
+
+def in_workers(task, cfg, starts: list[int], n_workers: int, log) -> Iterator:
+    """Run the calls at `starts` in `n_workers` CPU processes (calls dealt round-robin).
+
+    Yields the compile time once every worker has compiled, then (start, arrays) per call.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(cfg, task, starts[i::n_workers], results, os.getpid()), daemon=True)
+             for i in range(n_workers)]
+    for p in procs:
+        p.start()
+    try:
+        compile_s, early, remaining = [], [], len(starts)
+        while remaining:
+            try:
+                kind, a, b = results.get(timeout=5)
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    raise RuntimeError("A sweep worker process died (out of memory?).") from None
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"A sweep worker process failed:\n{a}")
+            if kind == "compiled":
+                compile_s.append(a)
+                if len(compile_s) == n_workers:
+                    log(f"compiled in {max(compile_s):.1f} s in each of {n_workers} worker processes" + _memory(b, cfg))
+                    yield max(compile_s)
+                    yield from early
+                continue
+            remaining -= 1
+            if len(compile_s) < n_workers:
+                early.append((a, b))
+            else:
+                yield a, b
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
