@@ -1,23 +1,34 @@
-"""Training throughput of the sweep engine, side by side with a one-seed-at-a-time loop.
+"""Training throughput of grokjax, side by side with a one-seed JAX loop and the PyTorch baseline.
 
-    python benchmarks/throughput.py              # default config, 1000 seeds, metrics every 10 epochs
+    python benchmarks/throughput.py                      # S4 vs A4xZ2 (D=H=32) and S5 vs A5xZ2 (D=H=128)
+    pip install torch                                    # optional: adds the PyTorch row
 
-Both train the same seeds of the same config with the same pure training
-function; the engine vmaps it over `seeds_per_call` seeds per compiled call (as
-a sweep does, without the disk), the loop jit-compiles it for one seed and
-calls it seed after seed. Compilation is timed apart. The hardware estimate
-divides the machine's measured float32 matmul rate by the matmul FLOPs of one
-model-epoch (forward and backward of both layers, plus the logged metrics).
+For each config, in one run on this machine: model-epochs per second of
+grokjax as a sweep runs it (every core or device, `seeds_per_call` seeds per
+compiled call, no disk); of a plain loop that jit-compiles the same pure
+training function for one seed and calls it seed after seed; of the PyTorch
+baseline (`torch_baseline.py`, all seeds as one instanced model, as research
+code does it); their ratios; and the hardware limit estimated from the FLOPs
+and bytes of one model-epoch against the machine's measured matmul rate and
+memory bandwidth. Compilation is timed apart and excluded from the rates.
 """
 
 import argparse
+import importlib.util
 import time
 
 import jax
 import numpy as np
 
+from grokjax import execute
 from grokjax.sweep import SweepConfig, build_sweep_task, default_seeds_per_call
 from grokjax.train import TrainConfig, make_trainer, seed_keys
+
+CONFIGS = {
+    "s4": (("S(4)", "times(A(4),Z(2))"), 32),
+    "s5": (("S(5)", "times(A(5),Z(2))"), 128),
+}
+DEFAULT_SIZES = {"s4": (1000, 3000), "s5": (64, 30)}  # seeds, epochs
 
 
 def timed(fn):
@@ -27,7 +38,7 @@ def timed(fn):
 
 
 def matmul_rate(n=2048, reps=10) -> float:
-    """Measured float32 matmul FLOP/s of the default device."""
+    """Measured float32 matmul FLOP/s of the default device (all its cores)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
     f = jax.jit(lambda x: x @ x)
     jax.block_until_ready(f(a))
@@ -35,60 +46,110 @@ def matmul_rate(n=2048, reps=10) -> float:
     return 2 * n**3 * reps / dt
 
 
-def flops_per_model_epoch(task, cfg: TrainConfig) -> float:
-    """Matmul FLOPs of one full-batch epoch, plus the full-table metrics amortised over log_every."""
+def memory_bandwidth(n=2**26, reps=10) -> float:
+    """Measured bytes/s of streaming reads of a 256 MiB float32 array (a sum, so no output buffer is paged in)."""
+    x = jax.numpy.ones(n)
+    f = jax.jit(lambda v: v.sum())
+    jax.block_until_ready(f(x))
+    _, dt = timed(lambda: [f(x) for _ in range(reps)])
+    return 4 * n * reps / dt
+
+
+def work_per_model_epoch(task, cfg: TrainConfig) -> tuple[float, float]:
+    """(FLOPs, bytes) of one full-batch epoch plus the full-table metrics amortised over `log_every`.
+
+    FLOPs: the matmuls (forward, and two products each in the backward pass).
+    Bytes: float32 traffic of parameters, gradients and Adam moments (7 passes),
+    the hidden activations (8 passes: pre-activation, ReLU, its two readers and
+    the backward pass) and the logits (6 passes: softmax and its gradient).
+    """
     n, d, h, m = task.n, cfg.embed_dim, cfg.hidden_dim, task.n_train
     tables = 2 * (2 * n * d * h)  # E_l W_l, E_r W_r
-    unembed = 2 * m * h * n
-    train = 3 * (tables + unembed)  # forward, and two products each in the backward pass
-    metrics = (tables + 2 * n * n * h * n) / cfg.log_every
-    return train + metrics
+    flops = 3 * (tables + 2 * m * h * n) + (tables + 2 * n * n * h * n) / cfg.log_every
+    n_params = 2 * n * d + 2 * d * h + h * n + n
+    bytes_ = 4 * (7 * n_params + 8 * m * h + 6 * m * n + (2 * n * n * h + 3 * n * n * n) / cfg.log_every)
+    return flops, bytes_
+
+
+def engine_rate(cfg: SweepConfig, task, workers: int) -> tuple[float, float, int]:
+    """Model-epochs/s of the sweep engine (as `run_sweep` runs it, without the disk), compile seconds, workers."""
+    per_call = cfg.seeds_per_call * len(jax.local_devices())
+    starts = list(range(0, cfg.n_runs, per_call))
+    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
+    workers = min(workers or (execute.default_workers() if cpu else 1), len(starts))
+    log = lambda *_: None  # noqa: E731
+    runner = (execute.in_workers(task, cfg, starts, workers, log, None) if workers > 1
+              else execute.in_process(task, cfg, starts, log))
+    compile_s = next(runner)
+    t0 = time.perf_counter()
+    n_calls = sum(1 for _ in runner)
+    return n_calls * per_call * cfg.train.epochs / (time.perf_counter() - t0), compile_s, workers
+
+
+def loop_rate(task, cfg: TrainConfig, n_seeds: int) -> tuple[float, float]:
+    """Model-epochs/s of one seed per call, seed after seed, and its compile seconds."""
+    trainer = make_trainer(task, cfg)
+    hp = cfg.hparams()
+    one, compile_s = timed(lambda: jax.jit(trainer.train).lower(seed_keys(0, [0])[0], hp).compile())
+    _, dt = timed(lambda: [one(seed_keys(0, [i])[0], hp) for i in range(n_seeds)])
+    return n_seeds * cfg.epochs / dt, compile_s
+
+
+def bench(name: str, seeds: int, epochs: int, args, flop_rate: float, bandwidth: float) -> None:
+    groups, width = CONFIGS[name]
+    train = TrainConfig(embed_dim=width, hidden_dim=width, epochs=epochs, log_every=10)
+    cfg = SweepConfig(groups=groups, n_seeds=seeds, train=train)
+    task = build_sweep_task(cfg)
+    cfg = SweepConfig(groups=groups, n_seeds=seeds, train=train, seeds_per_call=default_seeds_per_call(task, train))
+    print(f"\n{' vs '.join(groups)}: N={task.n}, {task.n_train} training pairs, D=H={width}, "
+          f"metrics every 10 epochs, {cfg.seeds_per_call} seeds per call")
+    ours, c_ours, workers = engine_rate(cfg, task, args.workers)
+    rows = [(f"grokjax ({workers} worker{'s' * (workers > 1)})" if workers > 1 else "grokjax", ours, c_ours, seeds, epochs)]
+    loop_seeds = min(args.loop_seeds, seeds)
+    loop_epochs = epochs if name == "s4" else max(10, epochs // 3)
+    loop, c_loop = loop_rate(task, TrainConfig(embed_dim=width, hidden_dim=width, epochs=loop_epochs), loop_seeds)
+    rows.append(("plain JAX loop, one seed a call", loop, c_loop, loop_seeds, loop_epochs))
+    torch_epochs = args.torch_epochs if name == "s4" else max(2, args.torch_epochs // 10)
+    if importlib.util.find_spec("torch") is None:
+        rows.append(("PyTorch instanced (skipped: not installed)", None, None, seeds, torch_epochs))
+    else:
+        import torch_baseline
+
+        rows.append(("PyTorch instanced, torch.optim.Adam",
+                     torch_baseline.rate(task, seeds, width, width, torch_epochs, 10), None, seeds, torch_epochs))
+    print(f"  {'':44s}{'model-epochs/s':>15s}{'grokjax is':>12s}{'compile s':>11s}{'seeds x epochs':>16s}")
+    for label, rate, comp, n, e in rows:
+        r = "-" if rate is None else f"{rate:,.0f}"
+        ratio = "" if rate is None or label.startswith("grokjax") else f"{ours / rate:,.1f}x"
+        c = "" if comp is None else f"{comp:.1f}"
+        print(f"  {label:44s}{r:>15s}{ratio:>12s}{c:>11s}{f'{n} x {e}':>16s}")
+    flops, bytes_ = work_per_model_epoch(task, train)
+    limit = min(flop_rate / flops, bandwidth / bytes_)
+    bound = "compute" if flop_rate / flops < bandwidth / bytes_ else "memory"
+    print(f"  hardware estimate: {flops / 1e6:,.2f} MFLOP and {bytes_ / 1e6:,.2f} MB per model-epoch -> limit "
+          f"{limit:,.0f} model-epochs/s ({bound}-bound); grokjax reaches {100 * ours / limit:.0f}%")
+    if name == "s4":
+        print(f"  the full default sweep (10000 seeds x 3000 epochs) at this rate: {3e7 / ours / 60:.1f} min + compile")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n-seeds", type=int, default=1000)
-    p.add_argument("--loop-seeds", type=int, default=8, help="seeds trained by the one-at-a-time loop")
-    p.add_argument("--epochs", type=int, default=3000)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--configs", nargs="+", choices=list(CONFIGS), default=list(CONFIGS))
+    for name, (seeds, epochs) in DEFAULT_SIZES.items():
+        p.add_argument(f"--{name}", type=int, nargs=2, default=[seeds, epochs], metavar=("SEEDS", "EPOCHS"),
+                       help=f"size of the {name.upper()} measurement (default: %(default)s)")
+    p.add_argument("--loop-seeds", type=int, default=8, help="seeds trained by the one-at-a-time loop (default: 8)")
+    p.add_argument("--torch-epochs", type=int, default=20,
+                   help="epochs timed for PyTorch on S4 (a tenth of it on S5) (default: 20)")
+    p.add_argument("--workers", type=int, default=0, help="CPU worker processes for grokjax (default: one per core)")
     a = p.parse_args()
-    cfg = SweepConfig(n_seeds=a.n_seeds, train=TrainConfig(epochs=a.epochs, log_every=a.log_every))
-    task = build_sweep_task(cfg)
-    trainer = make_trainer(task, cfg.train)
-    hp, width = cfg.train.hparams(), default_seeds_per_call(task, cfg.train)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}), jax {jax.__version__}")
-    print(f"config: {' vs '.join(cfg.groups)}, {task.n_train} training pairs, D=H={cfg.train.embed_dim}, "
-          f"{a.epochs} epochs, metrics every {a.log_every}")
-
-    engine = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))
-    compiled, c_engine = timed(lambda: engine.lower(seed_keys(0, np.arange(width)), hp).compile())
-    starts = range(0, a.n_seeds, width)
-    outs, t_engine = timed(lambda: [compiled(seed_keys(0, np.arange(s, s + width)), hp) for s in starts])
-    engine_rate = len(starts) * width * a.epochs / t_engine
-    engine_loss = np.concatenate([np.asarray(o[1].train_loss) for o in outs])
-
-    single = jax.jit(trainer.train)
-    one, c_loop = timed(lambda: single.lower(seed_keys(0, [0])[0], hp).compile())
-    loop_outs, t_loop = timed(lambda: [one(seed_keys(0, [i])[0], hp) for i in range(a.loop_seeds)])
-    loop_rate = a.loop_seeds * a.epochs / t_loop
-    loop_loss = np.stack([np.asarray(o[1].train_loss) for o in loop_outs])
-    # Programs of different width round differently in the last bit; compare after the first log interval,
-    # before training's sensitivity to initial conditions amplifies that.
-    first_diff = np.abs(loop_loss[:, 1] / engine_loss[: a.loop_seeds, 1] - 1).max()
-    last_diff = np.abs(loop_loss[:, -1] / engine_loss[: a.loop_seeds, -1] - 1).max()
-
-    flops = flops_per_model_epoch(task, cfg.train)
-    rate = matmul_rate()
-    limit = rate / flops
-    print(f"{'':28s}{'model-epochs/s':>16s}{'compile s':>11s}{'seeds':>7s}")
-    print(f"{'grokjax (vmap, ' + str(width) + '/call)':28s}{engine_rate:16,.0f}{c_engine:11.1f}{len(starts) * width:7d}")
-    print(f"{'plain loop, one seed a call':28s}{loop_rate:16,.0f}{c_loop:11.1f}{a.loop_seeds:7d}")
-    print(f"ratio grokjax / loop: {engine_rate / loop_rate:.2f}x")
-    print(f"same seeds, loop vs engine train loss: relative difference {first_diff:.1e} at epoch {a.log_every}, "
-          f"{last_diff:.1e} at epoch {a.epochs}")
-    print(f"hardware estimate: {flops / 1e6:.2f} MFLOP per model-epoch, measured matmul rate {rate / 1e9:.0f} GFLOP/s "
-          f"-> limit {limit:,.0f} model-epochs/s; grokjax reaches {100 * engine_rate / limit:.0f}%")
-    print(f"full default sweep estimate: 10000 seeds x 3000 epochs in {10000 * 3000 / engine_rate / 60:.1f} min")
+    dev = jax.local_devices()
+    print(f"device: {len(dev)} x {dev[0].device_kind} ({dev[0].platform}), {execute.default_workers()} cores, "
+          f"jax {jax.__version__}")
+    flop_rate, bandwidth = matmul_rate(), memory_bandwidth()
+    print(f"measured: float32 matmul {flop_rate / 1e9:,.0f} GFLOP/s, memory bandwidth {bandwidth / 1e9:,.1f} GB/s")
+    for name in a.configs:
+        bench(name, *getattr(a, name), a, flop_rate, bandwidth)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import time
 
 from grokjax.cli import run_cli
+from grokjax.execute import default_cache_dir
 from grokjax.outcomes import CI_METHODS
 from grokjax.sweep import SweepConfig, run_sweep
 from grokjax.tasks import TASK_KINDS
@@ -69,6 +70,11 @@ def parse_args(argv=None):
     mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
     mode.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cache = g.add_mutually_exclusive_group()
+    cache.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
+                       help="keep compiled programs here so the next run of a config skips compilation "
+                            "(default: $GROKJAX_CACHE_DIR or %(default)s)")
+    cache.add_argument("--no-compile-cache", action="store_true", help="compile afresh, keep nothing")
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs --out: name the results directory to continue")
@@ -89,7 +95,7 @@ def main(argv=None):
         weight_decay_grid=tuple(a.weight_decay) if len(a.weight_decay) > 1 else (), train=train)
     out = a.out or time.strftime("results/sweep-%Y%m%d-%H%M%S")
     run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
-              workers=a.workers)
+              workers=a.workers, cache_dir=None if a.no_compile_cache else a.compile_cache)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,21 @@ from grokjax.train import make_trainer, seed_keys
 AXIS = "runs"
 
 
+def default_cache_dir() -> str:
+    """Where compiled programs are kept between runs: $GROKJAX_CACHE_DIR, else ~/.cache/grokjax/xla."""
+    return os.environ.get("GROKJAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "grokjax", "xla")
+
+
+def use_compile_cache(path: str | None) -> None:
+    """Keep every compiled program in `path` (None: no persistent cache), so a second run of a config skips
+    compilation; the cached program is the same machine code, so no number changes."""
+    if path is None:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
 def compile_call(task, cfg, width: int, devices) -> tuple[Callable, float, dict]:
     """The compiled call of `width` runs per device on `devices`; returns it, its compile time and memory use.
 
@@ -94,10 +109,11 @@ def _memory(mem: dict, cfg) -> str:
     return "" if b is None else f"; {b / 2**10:,.0f} KiB of device memory per run ({cfg.seeds_per_call} runs per call)"
 
 
-def _worker(cfg, task, starts, results, parent: int) -> None:
+def _worker(cfg, task, starts, results, parent: int, cache_dir) -> None:
     """A worker process: compile the one-device call, then train its calls and send the arrays back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     try:
+        use_compile_cache(cache_dir)
         compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
         results.put(("compiled", seconds, mem))
         for start in starts:
@@ -108,14 +124,14 @@ def _worker(cfg, task, starts, results, parent: int) -> None:
         results.put(("failed", traceback.format_exc(), None))
 
 
-def in_workers(task, cfg, starts: list[int], n_workers: int, log) -> Iterator:
+def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str | None) -> Iterator:
     """Run the calls at `starts` in `n_workers` CPU processes (calls dealt round-robin).
 
     Yields the compile time once every worker has compiled, then (start, arrays) per call.
     """
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(cfg, task, starts[i::n_workers], results, os.getpid()), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(cfg, task, starts[i::n_workers], results, os.getpid(), cache_dir), daemon=True)
              for i in range(n_workers)]
     for p in procs:
         p.start()

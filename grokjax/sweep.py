@@ -219,7 +219,7 @@ def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
     storage.write_arrays(root / "task.npz", {"train_pairs": task.train_pairs, "train_labels": task.train_labels, "tables": tables})
 
 
-def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log) -> dict:
+def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache_dir) -> dict:
     """Train every pending chunk in whole calls and write each as soon as its calls are in; returns timings."""
     per_call = cfg.seeds_per_call * len(jax.local_devices())
     calls = {s: (start, stop) for start, stop in pending for s in range(start, stop, per_call)}
@@ -227,7 +227,7 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log) -> di
     workers = min(workers or (execute.default_workers() if cpu else 1), len(calls))
     if workers > 1 and not cpu:
         raise UserError("Worker processes are for CPU sweeps; on accelerators every local device is used at once.")
-    runner = (execute.in_workers(task, cfg, list(calls), workers, log) if workers > 1
+    runner = (execute.in_workers(task, cfg, list(calls), workers, log, cache_dir) if workers > 1
               else execute.in_process(task, cfg, list(calls), log))
     done_before = cfg.n_runs - sum(stop - start for start, stop in pending)
     bar = tqdm(total=cfg.n_runs, initial=done_before, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
@@ -321,11 +321,13 @@ def result_bytes_per_run(cfg: SweepConfig, task: Task) -> int:
 
 
 def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: bool = False,
-              overwrite: bool = False, progress: bool = True, log=print, workers: int = 0) -> dict:
+              overwrite: bool = False, progress: bool = True, log=print, workers: int = 0,
+              cache_dir: str | None = execute.default_cache_dir()) -> dict:
     """Train every run (grid point x seed) of `cfg` into `out_dir`, resuming or replacing it if asked.
 
     `workers` is the number of CPU worker processes (0: one per core on a one-device CPU); neither it
-    nor `chunk_size` changes a number. Returns the outcome summary.
+    nor `chunk_size` changes a number. Compiled programs are kept in `cache_dir` (None: not kept).
+    Returns the outcome summary.
     """
     root = Path(out_dir)
     task = build_sweep_task(cfg)
@@ -349,7 +351,8 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
         f"{cfg.n_seeds} seeds{grid} x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")
     log(f"chunks of {chunk} runs ({result_bytes_per_run(cfg, task) / 2**10:,.0f} KiB of results per run in memory)")
-    timing = _train_chunks(root, cfg, task, chunk, pending, workers, progress, log) if pending else {}
+    execute.use_compile_cache(cache_dir)
+    timing = _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache_dir) if pending else {}
     summary = _merge(root, cfg, task)
     storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]),
                                            "n_devices": len(jax.local_devices()), **timing})

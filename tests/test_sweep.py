@@ -103,7 +103,7 @@ def test_kept_checkpoints_match_the_trace_and_final_parameters(tmp_path):
 
 def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
     args = [sys.executable, str(SCRIPT), "--groups", *GROUPS, "--embed-dim", "8", "--hidden-dim", "8",
-            "--epochs", "3000", "--log-every", "100", "--n-seeds", "80", "--seeds-per-call", "4", "--no-progress"]
+            "--epochs", "3000", "--log-every", "100", "--n-seeds", "48", "--seeds-per-call", "4", "--no-progress"]
     out = tmp_path / "killed"
     proc = subprocess.Popen([*args, "--chunk-size", "1", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
@@ -112,10 +112,25 @@ def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     saved = len(list((out / "chunks").glob("runs_*.npz")))
-    assert 3 <= saved < 20 and not (out / "outcome.json").exists(), "the sweep was killed part-way"
+    assert 3 <= saved < 12 and not (out / "outcome.json").exists(), "the sweep was killed part-way"
 
     done = subprocess.run([*args, "--chunk-size", "12", "--out", str(out), "--resume"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not (out / "chunks").exists() and not list(out.glob(".*tmp*"))
-    run_sweep(tiny(80, 3000, 100), tmp_path / "whole", workers=1, **QUIET)
-    assert_identical(arrays(out, slice(80)), arrays(tmp_path / "whole", slice(80)))
+    run_sweep(tiny(48, 3000, 100), tmp_path / "whole", workers=1, **QUIET)
+    assert_identical(arrays(out, slice(48)), arrays(tmp_path / "whole", slice(48)))
+
+
+def test_second_run_of_a_config_takes_its_program_from_the_compile_cache(tmp_path):
+    cache = tmp_path / "cache"
+    args = [sys.executable, str(SCRIPT), "--groups", *GROUPS, "--embed-dim", "8", "--hidden-dim", "8", "--epochs", "30",
+            "--log-every", "5", "--n-seeds", "3", "--seeds-per-call", "4", "--no-progress", "--compile-cache", str(cache)]
+    for out in ("a", "b"):
+        done = subprocess.run([*args, "--out", str(tmp_path / out)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        if out == "a":
+            entries = sorted(p.name for p in cache.iterdir())
+            assert any(name.startswith("jit_train") for name in entries), entries
+    assert sorted(p.name for p in cache.iterdir()) == entries  # nothing new was compiled
+    assert_identical(arrays(tmp_path / "a", slice(3)), arrays(tmp_path / "b", slice(3)))
+
