@@ -11,7 +11,8 @@ import argparse
 import time
 
 from grokjax.cli import run_cli
-from grokjax.execute import default_cache_dir
+from grokjax.errors import UserError
+from grokjax.execute import default_cache_dir, start_distributed
 from grokjax.outcomes import CI_METHODS
 from grokjax.sweep import SweepConfig, run_sweep
 from grokjax.tasks import TASK_KINDS
@@ -75,6 +76,13 @@ def parse_args(argv=None):
                        help="keep compiled programs here so the next run of a config skips compilation "
                             "(default: $GROKJAX_CACHE_DIR or %(default)s)")
     cache.add_argument("--no-compile-cache", action="store_true", help="compile afresh, keep nothing")
+    g = p.add_argument_group("multi-host (every process runs this same command; see the README)")
+    g.add_argument("--distributed", action="store_true",
+                   help="join a multi-host run through jax.distributed; without the options below, the "
+                        "coordinator and process ids come from the cluster (SLURM, Open MPI, ...)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
+    g.add_argument("--num-processes", type=int, default=None, help="number of processes")
+    g.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. num-processes - 1")
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs --out: name the results directory to continue")
@@ -93,6 +101,10 @@ def main(argv=None):
         grok_threshold=a.grok_threshold, ci_method=a.ci, seeds_per_call=a.seeds_per_call,
         lr_grid=tuple(a.lr) if len(a.lr) > 1 else (),
         weight_decay_grid=tuple(a.weight_decay) if len(a.weight_decay) > 1 else (), train=train)
+    if a.distributed or a.coordinator:
+        start_distributed(a.coordinator, a.num_processes, a.process_id)
+    if a.out is None and (a.distributed or a.coordinator):
+        raise UserError("A multi-host sweep needs --out: a directory on a filesystem every process shares.")
     out = a.out or time.strftime("results/sweep-%Y%m%d-%H%M%S")
     run_sweep(cfg, out, chunk_size=a.chunk_size, resume=a.resume, overwrite=a.overwrite, progress=not a.no_progress,
               workers=a.workers, cache_dir=None if a.no_compile_cache else a.compile_cache)

@@ -24,6 +24,7 @@ import jax
 import numpy as np
 from jax.sharding import PartitionSpec
 
+from grokjax.errors import UserError
 from grokjax.train import make_trainer, seed_keys
 
 AXIS = "runs"
@@ -83,6 +84,18 @@ def call_results(compiled, cfg, start: int, total: int) -> dict:
         arrays.update({f"checkpoints/{k}": v for k, v in kept.items()})
     arrays["fit_epoch"] = state.fit_epoch
     return jax.tree.map(np.asarray, arrays)
+
+
+def start_distributed(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
+    """Join a multi-host run through `jax.distributed` (arguments None: detected from SLURM, Open MPI, ...).
+
+    Call before anything touches a device. On CPUs, cross-process barriers go through Gloo.
+    """
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except (RuntimeError, ValueError) as e:
+        raise UserError(f"Could not join the multi-host run: {str(e).splitlines()[0]}") from None
 
 
 def default_workers() -> int:

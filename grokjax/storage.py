@@ -47,16 +47,25 @@ def read_arrays(path: Path) -> dict:
         return {k: data[k] for k in data.files}
 
 
+def _checkpointer() -> ocp.StandardCheckpointer:
+    """A checkpointer local to this process: in a multi-host sweep only process 0 reads and writes results."""
+    import jax
+
+    me = jax.process_index()
+    return ocp.StandardCheckpointer(
+        multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
+
+
 def save_params(path: Path, params) -> None:
     """Save a PyTree of stacked parameters (seed axis first) as an orbax checkpoint."""
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
         checkpointer.save(Path(path).absolute(), params)
         checkpointer.wait_until_finished()
 
 
 def load_params(path: Path):
     """Load the parameters saved by `save_params` as numpy arrays."""
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _checkpointer() as checkpointer:
         return checkpointer.restore(Path(path).absolute())
 
 

@@ -229,8 +229,9 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
         raise UserError("Worker processes are for CPU sweeps; on accelerators every local device is used at once.")
     runner = (execute.in_workers(task, cfg, list(calls), workers, log, cache_dir) if workers > 1
               else execute.in_process(task, cfg, list(calls), log))
-    done_before = cfg.n_runs - sum(stop - start for start, stop in pending)
-    bar = tqdm(total=cfg.n_runs, initial=done_before, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    todo = sum(stop - start for start, stop in pending)
+    total = cfg.n_runs if jax.process_count() == 1 else todo  # a multi-host bar counts this process's runs
+    bar = tqdm(total=total, initial=total - todo, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     compile_s = next(runner)
     t0, trained, parts = time.perf_counter(), 0, {}
     with bar:
@@ -320,6 +321,14 @@ def result_bytes_per_run(cfg: SweepConfig, task: Task) -> int:
     return 4 * ((cfg.train.n_logs + 1) * (4 + 2 * len(task.groups)) + n_params * (1 + n_kept) + 1)
 
 
+def _barrier(name: str) -> None:
+    """Wait for every process of a multi-host sweep (nothing to wait for in a single process)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: bool = False,
               overwrite: bool = False, progress: bool = True, log=print, workers: int = 0,
               cache_dir: str | None = execute.default_cache_dir()) -> dict:
@@ -327,7 +336,9 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
 
     `workers` is the number of CPU worker processes (0: one per core on a one-device CPU); neither it
     nor `chunk_size` changes a number. Compiled programs are kept in `cache_dir` (None: not kept).
-    Returns the outcome summary.
+    In a multi-host run (`jax.distributed` initialised, `out_dir` on a shared filesystem, hosts
+    alike), every process calls this: process 0 prepares and merges, and chunk j is trained by
+    process j % process_count on its local devices. Returns the outcome summary.
     """
     root = Path(out_dir)
     task = build_sweep_task(cfg)
@@ -337,24 +348,37 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
         raise UserError(f"The number of workers must be a positive integer, got {workers}.")
     if not cfg.seeds_per_call:
         cfg = dataclasses.replace(cfg, seeds_per_call=default_seeds_per_call(task, cfg.train))
-    _prepare_directory(root, cfg, resume, overwrite)
+    lead, plan = jax.process_index() == 0, root / "chunks" / "plan.json"
+    log = log if lead else (lambda *_: None)
+    per_call = cfg.seeds_per_call * len(jax.local_devices())
+    if lead:
+        _prepare_directory(root, cfg, resume, overwrite)
+        if not (root / "outcome.json").exists():
+            if not resume:
+                _write_start(root, cfg, task)
+            (root / "chunks").mkdir(exist_ok=True)
+            chunk = -(-(chunk_size or default_chunk_size(cfg, task)) // per_call) * per_call  # whole calls
+            storage.write_json(plan, {"chunk_size": chunk})
+    _barrier("grokjax-sweep-prepared")
     if (root / "outcome.json").exists():
         log(f"{root} is already complete.")
         return storage.read_json(root / "outcome.json")
-    if not resume:
-        _write_start(root, cfg, task)
-    (root / "chunks").mkdir(exist_ok=True)
-    per_call = cfg.seeds_per_call * len(jax.local_devices())
-    chunk = -(-(chunk_size or default_chunk_size(cfg, task)) // per_call) * per_call  # a whole number of calls
+    chunk = storage.read_json(plan)["chunk_size"]
     pending = _pending_chunks(_done_runs(root, cfg.n_runs), chunk)
     grid = f" x {cfg.n_grid} grid points" if cfg.n_grid > 1 else ""
+    hosts = f" on each of {jax.process_count()} processes" if jax.process_count() > 1 else ""
     log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
-        f"{cfg.n_seeds} seeds{grid} x {cfg.train.epochs} epochs on {jax.devices()[0].platform}; writing to {root}")
+        f"{cfg.n_seeds} seeds{grid} x {cfg.train.epochs} epochs on {jax.devices()[0].platform}{hosts}; writing to {root}")
     log(f"chunks of {chunk} runs ({result_bytes_per_run(cfg, task) / 2**10:,.0f} KiB of results per run in memory)")
     execute.use_compile_cache(cache_dir)
-    timing = _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache_dir) if pending else {}
-    summary = _merge(root, cfg, task)
-    storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]),
-                                           "n_devices": len(jax.local_devices()), **timing})
-    log(_format_outcomes(summary))
-    return summary
+    mine = pending[jax.process_index()::jax.process_count()]
+    timing = _train_chunks(root, cfg, task, chunk, mine, workers, progress and lead, log, cache_dir) if mine else {}
+    _barrier("grokjax-sweep-trained")
+    if lead:
+        summary = _merge(root, cfg, task)
+        storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]),
+                                               "n_devices": len(jax.local_devices()),
+                                               "n_processes": jax.process_count(), **timing})
+        log(_format_outcomes(summary))
+    _barrier("grokjax-sweep-merged")
+    return storage.read_json(root / "outcome.json")

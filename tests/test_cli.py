@@ -122,7 +122,7 @@ def test_tiny_run_succeeds(finished_run):
     with np.load(root / "seeds.npz") as seeds:
         assert seeds["grokked"].shape == (2, 2) and seeds["seed"].tolist() == [0, 1]
     run = json.loads((root / "run.json").read_text())
-    assert run["seeds_trained"] == 2 and run["device"].startswith("cpu")
+    assert run["runs_trained"] == 2 and run["device"].startswith("cpu")
 
 
 def test_resume_of_a_finished_run_changes_nothing(results_copy, capsys):
@@ -184,7 +184,7 @@ BAD_RUNS = [
     (["--chunk-size", "0"], "chunk size must be a positive integer, got 0"),
     (["--lr", "0"], "learning rate must be positive"),
     (["--lr", "nan"], "must be finite numbers"),
-    (["--lr", "1e-2", "-3e-3"], "learning rate must be positive, got -0.003"),
+    (["--lr", "1e-2", "-0.003"], "learning rate must be positive, got -0.003"),
     (["--weight-decay", "0", "-1"], "weight decay must be non-negative, got -1.0"),
     (["--keep-every", "7"], "checkpoint interval (7) must be a multiple of the log interval"),
     (["--workers", "-1"], "number of workers must be a positive integer, got -1"),

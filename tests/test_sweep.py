@@ -69,6 +69,22 @@ def test_eight_devices_give_the_one_device_numbers(tmp_path):
     assert_identical(arrays(tmp_path / "m", slice(13)), arrays(tmp_path / "one", slice(13)))
 
 
+def test_two_process_distributed_sweep_gives_the_single_process_numbers(tmp_path):
+    """Two processes joined by jax.distributed on this machine share the chunks of one results directory."""
+    port = 20000 + os.getpid() % 20000
+    args = [sys.executable, str(SCRIPT), "--groups", *GROUPS, "--embed-dim", "8", "--hidden-dim", "8", "--epochs", "30",
+            "--log-every", "5", "--n-seeds", "13", "--seeds-per-call", "4", "--chunk-size", "4", "--workers", "1",
+            "--no-progress", "--out", str(tmp_path / "d"), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    procs = [subprocess.Popen([*args, "--process-id", str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    assert "neither" in outs[0][0] and "neither" not in outs[1][0]  # process 0 reports
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["n_processes"] == 2
+    run_sweep(tiny(13), tmp_path / "one", workers=1, **QUIET)
+    assert_identical(arrays(tmp_path / "d", slice(13)), arrays(tmp_path / "one", slice(13)))
+
+
 def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
     grid = tiny(3, lr_grid=(1e-2, 3e-3), weight_decay_grid=(0.0, 1e-3))
     run_sweep(grid, tmp_path / "grid", workers=1, **QUIET)
