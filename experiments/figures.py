@@ -1,5 +1,8 @@
 """Draw the figures of a finished sweep from its saved results; trains nothing and never imports jax.
 
+With LLC estimates saved by experiments/llc.py it also draws the LLC by outcome, against final train loss and
+weight norm, over training and the calibration grid, and prints the LLC's correlations with loss and norm.
+
     python experiments/figures.py results/sweep-20250101-120000            # into RESULTS_DIR/figures/
     python experiments/figures.py results/sweep-20250101-120000 --out figs
 """
@@ -7,7 +10,7 @@
 import argparse
 
 from grokjax.cli import run_cli
-from grokjax.figures import draw_all
+from grokjax.figures import draw_all, llc_correlation_lines
 
 
 def main(argv=None):
@@ -17,6 +20,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     for path in draw_all(a.results_dir, a.out):
         print(path)
+    for line in llc_correlation_lines(a.results_dir):
+        print(line)
 
 
 if __name__ == "__main__":

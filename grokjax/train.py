@@ -2,7 +2,7 @@
 
 `make_trainer(task, cfg)` returns a `Trainer` of pure functions:
 `init(key) -> state`, `advance(state, hparams, n_logs) -> (state, trace)` and
-`train(key, hparams) -> (state, trace)`, the whole run. Training is full batch,
+`train(key, hparams) -> (state, trace, kept checkpoints)`, the whole run. Training is full batch,
 `lax.scan` over epochs with metrics every `log_every` epochs (a nested scan).
 Hyperparameters that a sweep may vary (learning rate, weight decay) are arrays
 in `hparams`, not constants, so changing them does not recompile.

@@ -1,4 +1,5 @@
-"""Figures drawn from a small synthetic results directory (no training): labels, PNG files, CLI errors, no jax."""
+"""Figures drawn from a small synthetic results directory (no training): labels, PNG files, CLI errors, no jax,
+LLC figures and correlations."""
 
 import json
 import subprocess
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.stats import pearsonr, spearmanr
 
 from grokjax.errors import UserError
-from grokjax.figures import draw_all, load_sweep, seed_outcomes
+from grokjax.figures import draw_all, llc_correlations, load_llc, load_sweep, seed_outcomes
 from grokjax.outcomes import outcome_summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +108,52 @@ def test_cli_on_a_missing_directory_is_one_line_and_exit_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert "nowhere" in proc.stderr
 
+
+
+def write_fake_llc(root: Path) -> np.ndarray:
+    """LLC files as experiments/llc.py writes them: per seed (the last seed's chains all diverged), per
+    checkpoint, and a 3 x 2 calibration grid of 2 seeds; returns the per-seed LLC."""
+    rng = np.random.default_rng(1)
+    s = len(GROKKED)
+    llc = 5 + 3 * GROKKED[:, 0] + rng.random(s)
+    llc[-1] = np.nan
+    np.savez(root / "llc.npz", run=np.arange(s), llc=llc, n_diverged=np.r_[np.zeros(s - 1, int), 4])
+    np.savez(root / "llc_checkpoints.npz", run=np.arange(s), epochs=np.array([0, 50, 100]), llc=rng.random((s, 3)))
+    np.savez(root / "llc_calibration.npz", eps=np.array([1e-4, 2e-4, 4e-4]), nbeta=np.array([100.0, 1000.0]),
+             llc=rng.random((3, 2, 2)), rhat=1 + rng.random((3, 2, 2)) / 5, stable=rng.random((3, 2)) > 0.5,
+             rhat_max=1.1)
+    return llc
+
+
+def test_llc_figures_are_drawn_beside_the_others(results):
+    write_fake_llc(results)
+    names = [p.name for p in draw_all(results)]
+    assert names == ["outcome_fractions.png", "loss_vs_weight_norm.png", "accuracy_curves.png", "llc_by_outcome.png",
+                     "llc_vs_loss_and_norm.png", "llc_over_training.png", "llc_calibration.png"]
+    for name in names:
+        assert (results / "figures" / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_llc_correlations_match_scipy_and_leave_out_diverged_seeds(results):
+    llc = write_fake_llc(results)
+    got = llc_correlations(load_sweep(results), load_llc(results, "llc"))
+    seeds = np.load(results / "seeds.npz")
+    ok = np.isfinite(llc)
+    loss, norm = seeds["final_train_loss"][ok], seeds["final_weight_norm"][ok]
+    assert got["final train loss"]["n"] == got["final weight norm"]["n"] == len(GROKKED) - 1
+    assert got["final train loss"]["pearson"] == pytest.approx(pearsonr(np.log10(loss), llc[ok])[0])
+    assert got["final train loss"]["spearman"] == pytest.approx(spearmanr(loss, llc[ok])[0])
+    assert got["final weight norm"]["pearson"] == pytest.approx(pearsonr(norm, llc[ok])[0])
+    assert got["final weight norm"]["spearman"] == pytest.approx(spearmanr(norm, llc[ok])[0])
+
+
+def test_cli_prints_the_llc_correlations_without_jax(results, tmp_path):
+    write_fake_llc(results)
+    code = ("import runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "assert 'jax' not in sys.modules, 'jax was imported'")
+    proc = subprocess.run([sys.executable, "-c", code, str(ROOT / "experiments" / "figures.py"), str(results),
+                           "--out", str(tmp_path / "figs")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 9 and lines[-2].startswith("LLC vs final train loss: Pearson r = ")
+    assert lines[-1].startswith("LLC vs final weight norm: Pearson r = ") and lines[-1].endswith("over 6 seeds")

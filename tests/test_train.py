@@ -90,7 +90,7 @@ def test_metrics_match_numpy():
 
 def test_fit_epoch_is_the_first_epoch_with_train_accuracy_one():
     cfg = TrainConfig(embed_dim=16, hidden_dim=16, epochs=60, log_every=1)
-    state, trace = jax.jit(make_trainer(TASK, cfg).train)(jax.random.PRNGKey(0), cfg.hparams())
+    state, trace, _ = jax.jit(make_trainer(TASK, cfg).train)(jax.random.PRNGKey(0), cfg.hparams())
     acc = np.asarray(trace.train_acc)  # index e: after e updates
     assert acc[-1] == 1, "this small task is fitted within 60 epochs"
     assert int(state.fit_epoch) == np.flatnonzero(acc == 1)[0]

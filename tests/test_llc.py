@@ -1,0 +1,278 @@
+"""LLC by SGLD: closed-form learning coefficients, the exact law of the update, diverged chains, bit identity
+across call widths, minibatches, checkpoints, calibration, and the experiment on a results directory."""
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from grokjax import storage
+from grokjax.cli import run_cli
+from grokjax.errors import UserError
+from grokjax.figures import draw_all, llc_correlation_lines
+from grokjax.groups import parse_group
+from grokjax.llc import (LLCConfig, LLCLoss, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
+                         mlp_loss, split_rhat)
+from grokjax.outcomes import outcome_summary
+from grokjax.sweep import SweepConfig, build_sweep_task
+from grokjax.train import TrainConfig, make_trainer, seed_keys
+
+ROOT = Path(__file__).resolve().parents[1]
+HESSIAN = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+# L(w) = 1/2 w^T diag(HESSIAN) w: a regular model, lambda = d/2 whatever the (positive) Hessian.
+QUADRATIC = LLCLoss(lambda w_star: lambda w, batch: 0.5 * jnp.sum(HESSIAN * w["w"] ** 2))
+QUADRATIC_2D = LLCLoss(lambda w_star: lambda w, batch: 0.5 * jnp.sum(w["w"] ** 2))
+
+
+def polynomial(k1, k2) -> LLCLoss:
+    """L(w) = (w1^k1 w2^k2)^2, whose learning coefficient at 0 is 1 / (2 max k)."""
+    return LLCLoss(lambda w_star: lambda w, batch: (w["w"][0] ** k1 * w["w"][1] ** k2) ** 2)
+
+
+def at_zero(n_models: int, dim: int) -> dict:
+    return {"w": np.zeros((n_models, dim), np.float32)}
+
+
+def test_regular_model_gives_half_the_dimension_and_the_exact_law_of_the_discrete_update():
+    """Model 0: small steps, lambda = d/2 within 10%. Model 1: steps and localization large enough to move the
+    estimate by a quarter, against the exact stationary law of w <- w - (eps/2)(nbeta H + gamma) w + sqrt(eps) xi:
+    Var w_i = 1 / (a_i (1 - eps a_i / 4)) with a_i = nbeta h_i + gamma, so E[nbeta L] = sum_i nbeta h_i Var w_i / 2."""
+    cfg = LLCConfig(steps=10000, chains=16, models_per_call=2)
+    hp = {"eps": [2e-5, 1e-3], "nbeta": [1000.0, 100.0], "gamma": [1.0, 100.0]}
+    r = estimate_llc(QUADRATIC, at_zero(2, 4), seed_keys(0, [0, 1]), cfg, hp)
+    assert r.llc[0] == pytest.approx(len(HESSIAN) / 2, rel=0.1)
+    a = 100.0 * HESSIAN + 100.0
+    exact = float(np.sum(100.0 * HESSIAN / (2 * a * (1 - 1e-3 * a / 4))))
+    assert exact < 0.8 * len(HESSIAN) / 2  # far enough from d/2 to tell a wrong eps/2, gamma or noise scale
+    assert r.llc[1] == pytest.approx(exact, rel=0.05)
+    assert np.all(r.n_diverged == 0) and np.all(r.rhat < 1.05)
+    assert np.all(r.baseline == 0) and r.loss_trace.shape == (2, 16, 1000)
+
+
+@pytest.mark.parametrize("k, nbeta, eps", [((1, 0), 1e3, 2e-5), ((1, 2), 1e4, 3e-4), ((1, 3), 1e5, 3e-4)],
+                         ids=["k=(1,0)", "k=(1,2)", "k=(1,3)"])
+def test_singular_models_give_one_over_twice_the_largest_power(k, nbeta, eps):
+    cfg = LLCConfig(eps=eps, nbeta=nbeta, steps=20000, chains=64, models_per_call=1)
+    r = estimate_llc(polynomial(*k), at_zero(1, 2), seed_keys(0, [0]), cfg)
+    assert r.llc[0] == pytest.approx(1 / (2 * max(k)), rel=0.1)
+    assert r.n_diverged[0] == 0 and r.rhat[0] < 1.05
+
+
+def test_normal_crossing_matches_the_tempered_posterior_below_its_coefficient():
+    """L = w1^2 w2^2 has lambda = 1/2 with multiplicity 2, so at finite nbeta the estimator's target,
+    E[nbeta L] under exp(-nbeta L - gamma |w|^2 / 2), lies about 1/log(nbeta) below 1/2. Integrating w1 out
+    (Gaussian given w2) leaves a 1-D integral for it."""
+    nbeta, gamma = 1000.0, 1.0
+    weight = lambda v: math.exp(-gamma * v * v / 2) / math.sqrt(2 * nbeta * v * v + gamma)
+    mean_given = lambda v: nbeta * v * v / (2 * nbeta * v * v + gamma)
+    target = quad(lambda v: weight(v) * mean_given(v), 0, 12)[0] / quad(weight, 0, 12)[0]
+    assert 0.3 < target < 0.45
+    cfg = LLCConfig(eps=1e-4, nbeta=nbeta, gamma=gamma, steps=20000, chains=64, models_per_call=1)
+    r = estimate_llc(polynomial(1, 1), at_zero(1, 2), seed_keys(0, [0]), cfg)
+    assert r.llc[0] == pytest.approx(target, rel=0.1)
+
+
+def test_diverged_chains_are_counted_and_left_out():
+    """The loss is infinite beyond w1 = 0.096, the median of a chain's largest w1, so about half the chains of
+    model 0 reach it; model 1's steps are so large
+    that every chain overflows. Model 0's other chains are untouched: they equal a run without the trap."""
+    trap = LLCLoss(lambda w_star: lambda w, batch: jnp.where(w["w"][0] > 0.096, jnp.inf, 0.5 * jnp.sum(w["w"] ** 2)))
+    free = LLCLoss(lambda w_star: lambda w, batch: 0.5 * jnp.sum(w["w"] ** 2))
+    cfg = LLCConfig(eps=1e-4, steps=2000, chains=16, models_per_call=2)
+    hp = {"eps": [1e-4, 1e-2], "nbeta": 1000.0, "gamma": 1.0}
+    r = estimate_llc(trap, at_zero(2, 2), seed_keys(0, [0, 1]), cfg, hp)
+    ref = estimate_llc(free, at_zero(2, 2), seed_keys(0, [0, 1]), cfg, hp)
+    kept = np.isfinite(r.llc_chains[0])
+    assert 0 < r.n_diverged[0] < 16 and r.n_diverged[0] == np.sum(~kept)
+    np.testing.assert_allclose(r.llc_chains[0][kept], ref.llc_chains[0][kept], rtol=1e-5)
+    assert r.llc[0] == pytest.approx(np.mean(r.llc_chains[0][kept]), rel=1e-5)
+    assert r.llc_std[0] == pytest.approx(np.std(r.llc_chains[0][kept], ddof=1), rel=1e-4)
+    assert np.isfinite(r.rhat[0])
+    assert r.n_diverged[1] == 16 and np.isnan([r.llc[1], r.llc_std[1], r.rhat[1]]).all()
+
+
+def reference_split_rhat(draws):
+    """Split-R-hat as in Gelman et al., BDA3 (11.4), in float64."""
+    half = draws.shape[1] // 2
+    x = np.concatenate([draws[:, :half], draws[:, -half:]]).astype(np.float64)
+    within = x.var(1, ddof=1).mean()
+    between_over_n = x.mean(1).var(ddof=1)
+    return np.sqrt(((half - 1) / half * within + between_over_n) / within)
+
+
+def test_split_rhat_matches_the_reference_and_ignores_invalid_chains():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(size=(5, 41)).astype(np.float32) + np.array([0, 0, 0.5, 0, 0], np.float32)[:, None]
+    valid = np.array([True, True, True, False, True])
+    draws[3] = np.nan
+    got = split_rhat(jnp.asarray(draws), jnp.asarray(valid))
+    assert float(got) == pytest.approx(reference_split_rhat(draws[valid]), rel=1e-5)
+    assert math.isnan(split_rhat(jnp.asarray(draws[:, :3]), jnp.asarray(valid)))  # fewer than 2 draws per half
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    """A small MLP2 task (S(3) vs A(3) x Z(2), D = H = 8), its trainer and the initial parameters of 6 seeds."""
+    cfg = SweepConfig(groups=("S(3)", "times(A(3),Z(2))"), n_seeds=6, seeds_per_call=4,
+                      train=TrainConfig(embed_dim=8, hidden_dim=8, epochs=20, log_every=10))
+    task = build_sweep_task(cfg)
+    trainer = make_trainer(task, cfg.train)
+    params = jax.tree.map(np.asarray, jax.vmap(trainer.init)(seed_keys(0, np.arange(6))).params)
+    return {"cfg": cfg, "task": task, "trainer": trainer, "params": params, "loss": mlp_loss(trainer, task)}
+
+
+SHORT = LLCConfig(steps=60, chains=2, models_per_call=4)
+
+
+def take(tree, index):
+    return jax.tree.map(lambda x: x[np.asarray(index)], tree)
+
+
+def test_a_model_gives_the_same_bits_alone_or_among_others(mlp):
+    every = estimate_llc(mlp["loss"], mlp["params"], seed_keys(7, np.arange(6)), SHORT)
+    alone = estimate_llc(mlp["loss"], take(mlp["params"], [5]), seed_keys(7, [5]), SHORT)
+    some = estimate_llc(mlp["loss"], take(mlp["params"], [1, 2, 3]), seed_keys(7, [1, 2, 3]), SHORT)
+    for name in every._fields:
+        assert np.array_equal(getattr(alone, name), getattr(every, name)[5:], equal_nan=True), name
+        assert np.array_equal(getattr(some, name), getattr(every, name)[1:4], equal_nan=True), name
+    assert np.all(np.isfinite(every.llc)) and len(np.unique(every.llc)) == 6
+    np.testing.assert_allclose(every.baseline, jax.vmap(mlp["trainer"].loss)(mlp["params"])[0], rtol=1e-6)
+
+
+def test_behavioral_llc_starts_at_zero_loss(mlp):
+    r = estimate_llc(mlp_loss(mlp["trainer"], mlp["task"], behavioral=True), take(mlp["params"], [0, 1]),
+                     seed_keys(7, [0, 1]), SHORT)
+    assert np.all(r.baseline == 0) and np.all(r.loss_trace[:, :, 0] == 0)
+    assert np.all(np.isfinite(r.llc)) and np.all(r.loss_trace[:, :, 1:] > 0)
+
+
+def test_a_minibatch_of_every_point_reproduces_the_full_batch(mlp):
+    n = mlp["task"].n_train
+    full = estimate_llc(mlp["loss"], take(mlp["params"], [0, 1]), seed_keys(7, [0, 1]), SHORT)
+    every = estimate_llc(mlp["loss"], take(mlp["params"], [0, 1]), seed_keys(7, [0, 1]),
+                         LLCConfig(steps=60, chains=2, models_per_call=4, batch_size=n))
+    np.testing.assert_allclose(every.llc_chains, full.llc_chains, rtol=1e-3)
+    with pytest.raises(UserError, match="exceeds"):
+        estimate_llc(mlp["loss"], take(mlp["params"], [0]), seed_keys(7, [0]),
+                     LLCConfig(steps=60, chains=2, batch_size=n + 1))
+
+
+def test_checkpoints_are_estimated_like_single_models_with_keys_by_epoch(mlp):
+    kept = jax.tree.map(lambda x: x.reshape(2, 3, *x.shape[1:]), mlp["params"])
+    keys = checkpoint_keys(7, [0, 1], [0, 10, 20])
+    r = estimate_llc_checkpoints(mlp["loss"], kept, keys, SHORT)
+    assert r.llc.shape == (2, 3) and r.loss_trace.shape == (2, 3, 2, 6)
+    one = estimate_llc(mlp["loss"], take(mlp["params"], [5]), keys[1, 2][None], SHORT)
+    assert np.array_equal(one.llc_chains[0], r.llc_chains[1, 2])
+    assert np.array_equal(checkpoint_keys(7, [1], [20])[0, 0], keys[1, 2])
+
+
+def test_calibration_finds_the_stable_step_sizes():
+    """For L = |w|^2 / 2 the discretization inflates the estimate by 1 / (1 - eps a / 4), a = nbeta + gamma.
+    Up to eps = 4e-4 that is at most 11% and the estimates sit on a plateau; eps = 1e-2 diverges at nbeta = 1000
+    (eps a > 4) and at nbeta = 300 runs but is 4 times too large."""
+    cal = calibrate(QUADRATIC_2D, at_zero(2, 2), seed_keys(0, [0, 1]), [1e-4, 2e-4, 4e-4, 1e-2], [300.0, 1000.0],
+                    LLCConfig(steps=8000, chains=16))
+    assert cal.llc.shape == (4, 2, 2)
+    assert np.all(cal.n_diverged[3, 1] == 16) and np.all(cal.n_diverged[:3] == 0)
+    assert cal.llc[3, 0] == pytest.approx(4.0, rel=0.15)
+    assert cal.stable.tolist() == [[True, True], [True, True], [True, True], [False, False]]
+    assert cal.recommended_eps.tolist() == pytest.approx([4e-4, 4e-4])
+    assert cal.llc[:2] == pytest.approx(1.0, rel=0.1)
+
+
+def test_config_rejects_bad_settings():
+    for bad, match in [(dict(steps=0), "steps"), (dict(steps=100, thin=7), "multiple"), (dict(eps=-1.0), "positive"),
+                       (dict(burn_in=1.0), "burn-in"), (dict(gamma=float("nan")), "gamma")]:
+        with pytest.raises(UserError, match=match):
+            LLCConfig(**bad)
+
+
+def write_finished_sweep(root: Path, mlp) -> Path:
+    """The files of a finished 6-seed sweep of the `mlp` fixture, with 3 checkpoints per seed (none trained)."""
+    root.mkdir()
+    task, params = mlp["task"], mlp["params"]
+    grokked = np.array([[True, True], [True, False], [False, False], [False, False], [True, False], [False, False]])
+    names = [g.name for g in task.groups]
+    config = {"sweep": mlp["cfg"].to_dict(), "task": {"n": task.n, "n_train": task.n_train, "group_names": names},
+              "environment": {}}
+    storage.write_json(root / "config.json", config)
+    rng = np.random.default_rng(0)
+    epochs = np.array([0, 10, 20])
+    storage.write_arrays(root / "traces.npz", {"epochs": epochs, "checkpoint_epochs": epochs,
+                                               "group_acc": rng.random((6, 3, 2))})
+    storage.write_arrays(root / "seeds.npz", {"seed": np.arange(6), "grokked": grokked,
+                                              "final_train_loss": rng.random(6), "final_weight_norm": 10 + rng.random(6)})
+    storage.write_json(root / "outcome.json", outcome_summary(grokked, names))
+    storage.save_params(root / "params", params)
+    storage.save_params(root / "checkpoints", jax.tree.map(lambda x: np.stack([x, x, x], 1), params))
+    return root
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of experiments/llc.py run in this process."""
+    import runpy
+
+    module = runpy.run_path(str(ROOT / "experiments" / "llc.py"))
+    capsys.readouterr()
+    try:
+        run_cli(lambda: module["main"](argv))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_experiment_estimates_every_seed_and_checkpoint_and_figures_draw_them(tmp_path, mlp, capsys):
+    root = write_finished_sweep(tmp_path / "sweep", mlp)
+    fast = ["--steps", "40", "--chains", "2", "--no-progress"]
+    code, out, err = run([str(root), *fast], capsys)
+    assert code == 0, err
+    saved = storage.read_arrays(root / "llc.npz")
+    assert saved["llc"].shape == (6,) and saved["loss_trace"].shape == (6, 2, 4) and np.all(np.isfinite(saved["llc"]))
+    settings = json.loads((root / "llc.json").read_text())["settings"]
+    assert settings["eps"] == 8e-4 and settings["nbeta"] == 1000 and settings["steps"] == 40
+    code, out, err = run([str(root), *fast, "--checkpoints"], capsys)
+    assert code == 0, err
+    saved = storage.read_arrays(root / "llc_checkpoints.npz")
+    assert saved["llc"].shape == (6, 3) and saved["epochs"].tolist() == [0, 10, 20]
+    # The last checkpoint holds the final parameters, but its chains use the epoch in their keys.
+    assert np.all(np.isfinite(saved["llc"]))
+    names = [p.name for p in draw_all(root)]
+    assert {"llc_by_outcome.png", "llc_vs_loss_and_norm.png", "llc_over_training.png"} <= set(names)
+    lines = llc_correlation_lines(root)
+    assert len(lines) == 2 and lines[0].startswith("LLC vs final train loss: Pearson r = ")
+
+
+def test_experiment_calibrates_with_a_plot(tmp_path, mlp, capsys):
+    root = write_finished_sweep(tmp_path / "sweep", mlp)
+    code, out, err = run([str(root), "--calibrate", "--first", "2", "--steps", "40", "--chains", "2",
+                          "--eps-grid", "1e-4", "1e-3", "--nbeta-grid", "100", "1000"], capsys)
+    assert code == 0, err
+    cal = storage.read_arrays(root / "llc_calibration.npz")
+    assert cal["llc"].shape == (2, 2, 2) and cal["stable"].shape == (2, 2)
+    assert (root / "figures" / "llc_calibration.png").read_bytes()[:4] == b"\x89PNG"
+    assert "largest stable eps" in out
+
+
+def test_experiment_refuses_an_unfinished_sweep_or_replacing_results(tmp_path, mlp, capsys):
+    root = write_finished_sweep(tmp_path / "sweep", mlp)
+    (root / "outcome.json").unlink()
+    code, out, err = run([str(root)], capsys)
+    assert code == 2 and "outcome.json is missing" in err and len(err.strip().splitlines()) == 1
+    assert not list(root.glob("*llc*"))
+    code, out, err = run([str(root.parent / "nowhere")], capsys)
+    assert code == 2 and "does not exist" in err
+    storage.write_json(root / "outcome.json", {})
+    (root / "checkpoints").rename(root / "elsewhere")
+    code, out, err = run([str(root), "--checkpoints"], capsys)
+    assert code == 2 and "--keep-every" in err and not list(root.glob("*llc*"))
+    (root / "llc.npz").write_bytes(b"earlier")
+    code, out, err = run([str(root), "--steps", "40"], capsys)
+    assert code == 2 and "--overwrite" in err and (root / "llc.npz").read_bytes() == b"earlier"
