@@ -95,27 +95,38 @@ def _versus(group_names) -> str:
 
 
 def outcome_fractions(sweep: dict) -> Figure:
-    """Bar chart of the fraction of seeds in each outcome, with its confidence interval and seed count."""
+    """Bar chart of the fraction of seeds in each outcome, with its confidence interval and seed count;
+    for a hyperparameter grid, one bar per grid point in each outcome."""
     summary = sweep["outcome"]
-    rows = summary["outcomes"]
-    names = [r["outcome"] for r in rows]
-    frac = np.array([r["fraction"] for r in rows])
-    low = np.clip(frac - np.array([r["ci_low"] for r in rows]), 0, None)
-    high = np.clip(np.array([r["ci_high"] for r in rows]) - frac, 0, None)
+    points = summary.get("grid", [summary])
+    names = [r["outcome"] for r in points[0]["outcomes"]]
     colours = _colours(names)
-
-    fig = Figure(figsize=(1.8 + 1.7 * len(rows), 4.2), layout="constrained")
+    width = 0.8 / len(points)
+    fig = Figure(figsize=(1.8 + 1.7 * len(names) * max(1, len(points) / 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
-    x = np.arange(len(rows))
-    ax.bar(x, frac, color=[colours[n] for n in names], yerr=[low, high], capsize=5, ecolor="black")
-    for xi, f, h, r in zip(x, frac, high, rows):
-        ax.annotate(f"{r['count']}", (xi, f + h), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom")
-    ax.set_xticks(x, names)
-    ax.set_ylim(0, min(1.0, float(np.max(frac + high))) * 1.12 + 0.01)
+    top = 0.0
+    for j, point in enumerate(points):
+        rows = point["outcomes"]
+        frac = np.array([r["fraction"] for r in rows])
+        low = np.clip(frac - np.array([r["ci_low"] for r in rows]), 0, None)
+        high = np.clip(np.array([r["ci_high"] for r in rows]) - frac, 0, None)
+        x = np.arange(len(rows)) + (j - (len(points) - 1) / 2) * width
+        label = f"lr {point['lr']:g}, wd {point['weight_decay']:g}" if "lr" in point else None
+        ax.bar(x, frac, width * 0.95, color=[colours[n] for n in names] if label is None else f"C{j}",
+               yerr=[low, high], capsize=5 / len(points), ecolor="black", label=label)
+        for xi, f, h, r in zip(x, frac, high, rows):
+            ax.annotate(f"{r['count']}", (xi, f + h), xytext=(0, 3), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=10 if len(points) == 1 else 7)
+        top = max(top, float(np.max(frac + high)))
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylim(0, min(1.0, top) * 1.12 + 0.01)
     ax.set_xlabel("outcome (number above the bar: seeds)")
-    method = CI_NAMES.get(summary["ci_method"], summary["ci_method"])
-    ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * summary['ci_level'])}% {method} CI)")
-    ax.set_title(f"Which group each seed grokked: {_versus(summary['groups'])}, {summary['n_seeds']} seeds")
+    method = CI_NAMES.get(summary.get("ci_method", points[0]["ci_method"]), points[0]["ci_method"])
+    ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * points[0]['ci_level'])}% {method} CI)")
+    grid = f" at each of {len(points)} grid points" if len(points) > 1 else ""
+    ax.set_title(f"Which group each seed grokked: {_versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}")
+    if len(points) > 1:
+        ax.legend(title="grid point", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
 

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from grokjax.figures import draw_all
 from grokjax.storage import load_params, read_arrays
 from grokjax.sweep import SweepConfig, run_sweep
 from grokjax.train import TrainConfig
@@ -101,6 +102,8 @@ def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
     outcome = json.loads((tmp_path / "grid" / "outcome.json").read_text())
     assert [(g["lr"], g["weight_decay"], g["n_seeds"]) for g in outcome["grid"]] == [
         (1e-2, 0.0, 3), (1e-2, 1e-3, 3), (3e-3, 0.0, 3), (3e-3, 1e-3, 3)]
+    figures = draw_all(tmp_path / "grid")  # outcome bars per grid point
+    assert len(figures) == 3 and all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
 
 
 def test_kept_checkpoints_match_the_trace_and_final_parameters(tmp_path):
