@@ -1,23 +1,31 @@
-"""Draw the figures of a finished sweep from its saved results; trains nothing and never imports jax.
+"""Draw the figures of a finished sweep (or training-Jacobian run) from its saved results; trains nothing and
+never imports jax.
 
 With LLC estimates saved by experiments/llc.py it also draws the LLC by outcome, against final train loss and
 weight norm, over training and the calibration grid, and prints the LLC's correlations with loss and norm.
 
     python experiments/figures.py results/sweep-20250101-120000            # into RESULTS_DIR/figures/
     python experiments/figures.py results/sweep-20250101-120000 --out figs
+    python experiments/figures.py results/jacobian-20250101-120000         # spectra and sigma_max against T
 """
 
 import argparse
 
 from grokjax.cli import run_cli
 from grokjax.figures import draw_all, llc_correlation_lines
+from grokjax.jacobian_figures import draw_jacobian, is_jacobian_results
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results_dir", help="directory written by experiments/sweep_intersection.py")
+    p.add_argument("results_dir", help="directory written by experiments/sweep_intersection.py or "
+                                       "experiments/training_jacobian.py")
     p.add_argument("--out", default=None, help="directory for the PNGs (default: RESULTS_DIR/figures)")
     a = p.parse_args(argv)
+    if is_jacobian_results(a.results_dir):
+        for path in draw_jacobian(a.results_dir, a.out):
+            print(path)
+        return
     for path in draw_all(a.results_dir, a.out):
         print(path)
     for line in llc_correlation_lines(a.results_dir):
