@@ -28,7 +28,7 @@ CONFIGS = {
     "s4": (("S(4)", "times(A(4),Z(2))"), 32),
     "s5": (("S(5)", "times(A(5),Z(2))"), 128),
 }
-DEFAULT_SIZES = {"s4": (1000, 3000), "s5": (64, 30)}  # seeds, epochs
+DEFAULT_SIZES = {"s4": (1000, 3000), "s5": (128, 30)}  # seeds, epochs
 
 
 def timed(fn):

@@ -57,7 +57,7 @@ def parse_args(argv=None):
     g.add_argument("--seed", type=int, default=d.seed, help="base init seed; seed i uses fold_in(seed, i) (default: %(default)s)")
     g.add_argument("--seeds-per-call", type=int, default=d.seeds_per_call,
                    help="seeds in one compiled call; fixes the numerics, recorded with the results "
-                        "(default: 64 on CPU, what fits a quarter of an accelerator's memory)")
+                        "(default: 8 on CPU, what fits a quarter of an accelerator's memory)")
     g.add_argument("--chunk-size", type=int, default=None,
                    help="runs written per chunk file, rounded up to whole calls; never changes the numbers "
                         "(default: what fits an eighth of the free memory, at most 1024)")

@@ -122,9 +122,15 @@ def _memory(mem: dict, cfg) -> str:
     return "" if b is None else f"; {b / 2**10:,.0f} KiB of device memory per run ({cfg.seeds_per_call} runs per call)"
 
 
-def _worker(cfg, task, starts, results, parent: int, cache_dir) -> None:
-    """A worker process: compile the one-device call, then train its calls and send the arrays back."""
+def _worker(cfg, task, starts, results, parent: int, cache_dir, core: int | None) -> None:
+    """A worker process: compile the one-device call, then train its calls and send the arrays back.
+
+    Pinned to its own core when there are cores enough: measured on 2 cores, two unpinned workers
+    reach about 22,000 model-epochs/s and two pinned ones about 27,000.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    if core is not None:
+        os.sched_setaffinity(0, {core})
     try:
         use_compile_cache(cache_dir)
         compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
@@ -144,7 +150,10 @@ def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str
     """
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(cfg, task, starts[i::n_workers], results, os.getpid(), cache_dir), daemon=True)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    pin = len(cores) >= n_workers
+    procs = [ctx.Process(target=_worker, daemon=True,
+                         args=(cfg, task, starts[i::n_workers], results, os.getpid(), cache_dir, cores[i] if pin else None))
              for i in range(n_workers)]
     for p in procs:
         p.start()

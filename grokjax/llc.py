@@ -38,7 +38,7 @@ from jax.flatten_util import ravel_pytree
 from grokjax.errors import UserError
 
 CPU_CHAIN_INSTANCES_PER_CALL = 64
-"""Model-chains per compiled call on CPU (the sweep's cache-friendly width); the model width is this over chains."""
+"""Model-chains per compiled call on CPU; the model width is this over chains."""
 MAX_MODELS_PER_CALL = 4096
 
 
