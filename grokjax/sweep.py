@@ -141,10 +141,16 @@ def _chunk_path(root: Path, start: int, stop: int) -> Path:
     return root / "chunks" / f"runs_{start:08d}_{stop:08d}.npz"
 
 
+def _chunk_range(path: Path) -> tuple[int, int]:
+    """The (start, stop) runs of a chunk file named by `_chunk_path`."""
+    start, stop = (int(x) for x in path.stem.split("_")[1:])
+    return start, stop
+
+
 def _done_runs(root: Path, n_runs: int) -> np.ndarray:
     done = np.zeros(n_runs, bool)
     for path in (root / "chunks").glob("runs_*_*.npz"):
-        start, stop = (int(x) for x in path.stem.split("_")[1:])
+        start, stop = _chunk_range(path)
         done[start:stop] = True
     return done
 
@@ -222,7 +228,9 @@ def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
 
 
 def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache_dir) -> dict:
-    """Train every pending chunk in whole calls and write each as soon as its calls are in; returns timings."""
+    """Train every pending chunk in whole calls and write each as soon as its calls are in; returns timings.
+
+    The progress bar moves with every call; a run counts as trained once its chunk is written."""
     per_call = cfg.seeds_per_call * len(jax.local_devices())
     calls = {s: (start, stop) for start, stop in pending for s in range(start, stop, per_call)}
     cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
@@ -240,6 +248,10 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
         for call_start, arrays in runner:
             start, stop = calls[call_start]
             parts.setdefault(start, {})[call_start] = arrays
+            runs = min(call_start + per_call, stop) - call_start
+            bar.update(runs)
+            rate = (bar.n - bar.initial) * cfg.train.epochs / (time.perf_counter() - t0)
+            bar.set_postfix_str(f"{rate:,.0f} model-epochs/s")
             if len(parts[start]) < -(-(stop - start) // per_call):
                 continue
             got = parts.pop(start)
@@ -247,8 +259,6 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
             merged = {k: np.concatenate([p[k] for p in ordered])[: stop - start] for k in ordered[0]}
             storage.write_arrays(_chunk_path(root, start, stop), merged)
             trained += stop - start
-            bar.set_postfix_str(f"{trained * cfg.train.epochs / (time.perf_counter() - t0):,.0f} model-epochs/s")
-            bar.update(stop - start)
     run_s = time.perf_counter() - t0
     return {"compile_s": compile_s, "run_s": run_s, "runs_trained": trained, "workers": workers,
             "model_epochs_per_s": trained * cfg.train.epochs / run_s if trained else None}
@@ -273,12 +283,14 @@ def _format_outcomes(summary: dict) -> str:
 
 def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
     """Merge the chunk files into traces.npz, seeds.npz, params/ and outcome.json; returns the outcome."""
-    paths = sorted((root / "chunks").glob("runs_*_*.npz"))
-    merged = {}
-    for path in paths:  # one chunk in memory at a time besides the merged arrays
-        for k, v in storage.read_arrays(path).items():
-            merged.setdefault(k, []).append(v)
-    merged = {k: np.concatenate(v) for k, v in merged.items()}
+    merged = None
+    for path in sorted((root / "chunks").glob("runs_*_*.npz")):  # one chunk in memory besides the merged arrays
+        start, stop = _chunk_range(path)
+        chunk = storage.read_arrays(path)
+        if merged is None:
+            merged = {k: np.empty((cfg.n_runs, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
+        for k, v in chunk.items():
+            merged[k][start:stop] = v
     part = {p: {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith(p + "/")}
             for p in ("trace", "params", "checkpoints")}
     traces = part["trace"]

@@ -15,7 +15,6 @@ from grokjax import storage
 from grokjax.cli import run_cli
 from grokjax.errors import UserError
 from grokjax.figures import draw_all, llc_correlation_lines
-from grokjax.groups import parse_group
 from grokjax.llc import (LLCConfig, LLCLoss, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
                          mlp_loss, split_rhat)
 from grokjax.outcomes import outcome_summary
