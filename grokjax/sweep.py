@@ -243,15 +243,15 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
     total = cfg.n_runs if jax.process_count() == 1 else todo  # a multi-host bar counts this process's runs
     bar = tqdm(total=total, initial=total - todo, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     compile_s = next(runner)
-    t0, trained, parts = time.perf_counter(), 0, {}
+    t0, trained, seen, parts = time.perf_counter(), 0, 0, {}
     with bar:
         for call_start, arrays in runner:
             start, stop = calls[call_start]
             parts.setdefault(start, {})[call_start] = arrays
             runs = min(call_start + per_call, stop) - call_start
+            seen += runs
             bar.update(runs)
-            rate = (bar.n - bar.initial) * cfg.train.epochs / (time.perf_counter() - t0)
-            bar.set_postfix_str(f"{rate:,.0f} model-epochs/s")
+            bar.set_postfix_str(f"{seen * cfg.train.epochs / (time.perf_counter() - t0):,.0f} model-epochs/s")
             if len(parts[start]) < -(-(stop - start) // per_call):
                 continue
             got = parts.pop(start)
