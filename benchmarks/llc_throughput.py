@@ -6,6 +6,8 @@ Both estimate the LLC of the same trained models with the same code (`grokjax.ll
 runs `models_per_call` models per compiled call (models x chains vmapped), the loop the same estimator
 compiled for one model and called model after model. Compilation is timed apart. The models are the
 default sweep config trained for --train-epochs epochs (a few calls' worth, tiled up to --models).
+Throughput counts only the --models real models: when --models is not a multiple of the call width, the
+padding of the last call costs time but is not counted as work.
 """
 
 import argparse
@@ -71,7 +73,8 @@ def main():
     _, c_engine = timed(lambda: estimate_llc(loss, first(width), keys[:width], cfg).llc)  # compile and one call
     engine, t_engine = timed(lambda: estimate_llc(loss, params, keys, cfg).llc)
     calls = -(-a.models // width)
-    engine_rate = calls * width * cfg.chains * cfg.steps / t_engine  # padded models run too
+    padded = calls * width - a.models
+    engine_rate = a.models * cfg.chains * cfg.steps / t_engine  # real models only; padding is overhead
     _, c_loop = timed(lambda: estimate_llc(loss, first(1), keys[:1], one).llc)
     loop, t_loop = timed(lambda: estimate_llc(loss, first(a.loop_models), keys[:a.loop_models], one).llc)
     loop_rate = a.loop_models * cfg.chains * cfg.steps / t_loop
@@ -79,8 +82,11 @@ def main():
     flops = flops_per_model_chain_step(task, sweep.train)
     print(f"{'':34s}{'model-chain-steps/s':>21s}{'compile+1 call s':>18s}{'models':>8s}")
     engine_name = f"grokjax (vmap, {width} models/call)"
-    print(f"{engine_name:34s}{engine_rate:21,.0f}{c_engine:18.1f}{calls * width:8d}")
+    print(f"{engine_name:34s}{engine_rate:21,.0f}{c_engine:18.1f}{a.models:8d}")
     print(f"{'plain loop, one model a call':34s}{loop_rate:21,.0f}{c_loop:18.1f}{a.loop_models:8d}")
+    if padded:
+        print(f"(the engine also ran {padded} padded copies in its last call, not counted; use a multiple of "
+              f"{width} models for a fair rate)")
     print(f"ratio grokjax / loop: {engine_rate / loop_rate:.2f}x")
     diff = np.abs(loop / engine[: a.loop_models] - 1).max()
     print(f"same models, loop vs engine LLC: largest relative difference {diff:.1e}")

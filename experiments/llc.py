@@ -6,13 +6,14 @@
     python experiments/llc.py RESULTS_DIR --calibrate     # eps x nbeta grid on 4 runs: llc_calibration.npz, .json, .png
 
 SGLD defaults are the published ones (eps 8e-4, nbeta 1000, gamma 1, 3000 full-batch steps, 60% burn-in, 4 chains).
-Chains of run i (row i of seeds.npz) use the key fold_in(fold_in(PRNGKey(--seed), i), chain); at a checkpoint the
-checkpoint's epoch is folded in before the chain. Then `python experiments/figures.py RESULTS_DIR` also draws the
-LLC figures.
+Chains of run i (row i of seeds.npz) use the key fold_in(fold_in(fold_in(PRNGKey(--seed), i), 0x11C), chain) (the tag
+0x11C keeps them apart from the sweep's init keys); at a checkpoint the checkpoint's epoch is folded in before the
+tag. Then `python experiments/figures.py RESULTS_DIR` also draws the LLC figures.
 """
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +27,7 @@ from grokjax.cli import run_cli
 from grokjax.errors import UserError
 from grokjax.figures import llc_calibration, load_sweep, save_figure, seed_outcomes
 from grokjax.llc import (LLCConfig, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints, mlp_loss,
-                         models_per_call)
+                         models_per_call, validate_grid)
 from grokjax.outcomes import category_names
 from grokjax.sweep import SweepConfig, build_sweep_task
 from grokjax.train import make_trainer, seed_keys
@@ -111,14 +112,43 @@ def _summary_lines(sweep: dict, runs: np.ndarray, llc: np.ndarray, label: str) -
     return lines
 
 
-def _calibration(a, sweep, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
+def _rhat_line(rhat: np.ndarray, chains: int, n_diverged: np.ndarray) -> str:
+    """Diverged chains, and split-R-hat above 1.1 and undetermined (NaN: fewer than two finite chains) apart."""
+    undetermined = int(np.sum(np.isnan(rhat)))
+    return (f"diverged chains: {int(n_diverged.sum())} of {n_diverged.size * chains}; "
+            f"split-R-hat above 1.1: {int(np.sum(rhat > 1.1))} of {rhat.size} estimates"
+            + (f", undetermined (NaN, fewer than two finite chains): {undetermined}" if undetermined else ""))
+
+
+def _write_all_or_nothing(outputs: list[Path], arrays: dict, info: dict) -> None:
+    """Write the npz and the json, or neither: both go to temporary names first and are renamed only once both are
+    written; on failure the temporary files are removed (earlier results stay as they were) and UserError is raised."""
+    partial = [path.with_name(f".{path.name}.partial") for path in outputs]
+    try:
+        storage.write_arrays(partial[0], arrays)
+        storage.write_json(partial[1], info)
+        for tmp, path in zip(partial, outputs):
+            os.replace(tmp, path)
+    except OSError as e:
+        for tmp in partial:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise UserError(f"Could not write the results to {outputs[0].parent} ({e.strerror or e}), so none were "
+                        f"saved.") from None
+
+
+def _calibration(a, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
     """The eps x nbeta grid on `runs` in one call: arrays to save and the printed grid (* where stable)."""
     cal = calibrate(loss, params, seed_keys(a.seed, runs), a.eps_grid, a.nbeta_grid, cfg)
     lines = [f"{label} mean over {len(runs)} runs", f"{'eps':>9}  " + "  ".join(f"nbeta={nb:<9g}" for nb in cal.nbeta)]
     for e, eps in enumerate(cal.eps):
         cells = [f"{np.nanmean(cal.llc[e, b]):>9.4g}{'*' if cal.stable[e, b] else ' '}" for b in range(len(cal.nbeta))]
         lines.append(f"{eps:>9.2g}  " + "  ".join(f"{c:<15}" for c in cells))
-    lines.append(f"* stable: no divergence, R-hat <= {cal.rhat_max:g}, within {cal.tol:.0%} of a neighbouring eps")
+    lines.append(f"* stable: no divergence, R-hat <= {cal.rhat_max:g} (an undetermined, NaN R-hat is not stable), "
+                 f"within {cal.tol:.0%} of a neighbouring eps")
+    lines.append(_rhat_line(cal.rhat, cfg.chains, cal.n_diverged))
     lines += [f"nbeta {nb:g}: largest stable eps {e:g}" for nb, e in zip(cal.nbeta, cal.recommended_eps)]
     return {"run": runs, **cal._asdict()}, lines
 
@@ -138,8 +168,7 @@ def _estimates(a, sweep, loss, params, runs, cfg, label) -> tuple[dict, list[str
     if a.checkpoints:
         arrays["epochs"] = epochs
         lines.insert(0, f"at the last checkpoint, epoch {epochs[-1]}:")
-    lines.append(f"diverged chains: {int(result.n_diverged.sum())} of {result.n_diverged.size * cfg.chains}; "
-                 f"split-R-hat above 1.1: {int(np.sum(result.rhat > 1.1))} of {result.rhat.size} estimates")
+    lines.append(_rhat_line(result.rhat, cfg.chains, result.n_diverged))
     return arrays, lines
 
 
@@ -152,6 +181,8 @@ def main(argv=None):
         raise UserError(f"The seed must be an integer in [0, 2**32), got {a.seed}.")
     if a.first is not None and a.first < 1:
         raise UserError(f"--first must be a positive integer, got {a.first}.")
+    if a.calibrate:
+        validate_grid(a.eps_grid, a.nbeta_grid, cfg)
     sweep, sweep_cfg, params_dir = _finished_sweep(root, a.checkpoints)
     kind = "behavioral_llc" if a.behavioral else "llc"
     label = "behavioral LLC" if a.behavioral else "LLC"
@@ -172,18 +203,20 @@ def main(argv=None):
           f"burn-in {cfg.burn_in:g}, {'full batch' if not cfg.batch_size else f'batches of {cfg.batch_size}'}")
 
     t0 = time.perf_counter()
-    run = _calibration if a.calibrate else _estimates
-    arrays, lines = run(a, sweep, loss, params, runs, cfg, label)
+    if a.calibrate:
+        arrays, lines = _calibration(a, loss, params, runs, cfg, label)
+    else:
+        arrays, lines = _estimates(a, sweep, loss, params, runs, cfg, label)
     seconds = time.perf_counter() - t0
     rate = arrays["llc"].size * cfg.chains * cfg.steps / seconds
     info = {"kind": name, "settings": {**dataclasses.asdict(cfg), "seed": a.seed, "behavioral": a.behavioral,
                                        "first": len(runs)},
             "run": {"seconds_with_compile": seconds, "model_chain_steps_per_s": rate, "device": str(jax.devices()[0])},
-            "environment": storage.environment()}
+            "environment": storage.environment(),
+            "rhat_undetermined": int(np.sum(np.isnan(arrays["rhat"])))}
     if a.calibrate:
         info["settings"].update(eps_grid=a.eps_grid, nbeta_grid=a.nbeta_grid, models_per_call=arrays["llc"].size)
-    storage.write_arrays(outputs[0], arrays)
-    storage.write_json(outputs[1], info)
+    _write_all_or_nothing(outputs, arrays, info)
     print("\n".join(lines))
     print(f"{seconds:.1f} s with compilation, {rate:,.0f} model-chain-steps/s; wrote {outputs[0]} and {outputs[1]}")
     if a.calibrate:

@@ -15,9 +15,14 @@ an index array of data points), so closed-form toy losses and the MLP share one
 code path; `mlp_loss` builds it for a trained sweep, with labels (the LLC) or
 with the model's own outputs at w* (the behavioral LLC).
 
-Chain c of the model with key k uses `fold_in(k, c)`; model keys come from the
-caller (`seed_keys(seed, indices)`), so a model's chains do not depend on how
-many models run beside it. As in the sweep, every compiled call holds exactly
+Chain c of the model with key k uses `fold_in(fold_in(k, CHAIN_TAG), c)`; model
+keys come from the caller (`seed_keys(seed, indices)`, the function that also
+draws the sweep's initializations, hence the tag: even with the sweep's seed the
+SGLD noise is not derived from the key that drew w*'s init), so a model's chains
+do not depend on how many models run beside it. Step t of a chain with key k
+splits `fold_in(k, t)` into its noise key and its minibatch key.
+
+As in the sweep, every compiled call holds exactly
 `models_per_call` models (the last call padded), because XLA picks kernels and
 summation orders by shape: with a fixed width a model's numbers are bit-for-bit
 the same whatever else runs. Chains whose loss becomes NaN or Inf are counted
@@ -40,6 +45,10 @@ from grokjax.errors import UserError
 CPU_CHAIN_INSTANCES_PER_CALL = 64
 """Model-chains per compiled call on CPU; the model width is this over chains."""
 MAX_MODELS_PER_CALL = 4096
+CHAIN_TAG = 0x11C
+"""Folded into every model key before the chain index, so chain keys differ from the sweep's init keys."""
+MIN_DRAWS_AFTER_BURN_IN = 4
+"""Thinned draws after burn-in that split-R-hat needs (two halves of at least two)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,9 @@ class LLCConfig:
     60% burn-in).
 
     `eps`, `nbeta` and `gamma` reach the compiled program as arrays (see `hparams`), so changing them does not
-    recompile. `batch_size` 0 is full batch. The loss trace keeps every `thin`-th step. `models_per_call` 0 is
-    chosen for the device by `models_per_call`.
+    recompile. `batch_size` 0 is full batch. The loss trace keeps every `thin`-th step, and at least
+    `MIN_DRAWS_AFTER_BURN_IN` of the kept steps must follow burn-in. `models_per_call` 0 means: let the function
+    `grokjax.llc.models_per_call` choose the width for the device.
     """
 
     eps: float = 8e-4
@@ -76,6 +86,11 @@ class LLCConfig:
             raise UserError(f"The localization gamma must be a non-negative number, got {self.gamma}.")
         if not 0 <= self.burn_in < 1 or self.burn_steps >= self.steps:
             raise UserError(f"The burn-in fraction must be in [0, 1) and leave at least one step, got {self.burn_in}.")
+        draws = int(np.sum(self.trace_steps >= self.burn_steps))
+        if draws < MIN_DRAWS_AFTER_BURN_IN:
+            raise UserError(f"Only {draws} thinned steps follow burn-in (steps {self.steps}, thin {self.thin}, burn-in "
+                            f"{self.burn_in:g}); split-R-hat needs at least {MIN_DRAWS_AFTER_BURN_IN}: "
+                            f"use more steps or a smaller thinning.")
 
     @property
     def burn_steps(self) -> int:
@@ -128,12 +143,12 @@ def _chain(loss: LLCLoss, w_star, key, hp, cfg: LLCConfig):
 
     def step(carry, t):
         w, post_sum, finite = carry
-        k = jax.random.fold_in(key, t)
+        k_noise, k_batch = jax.random.split(jax.random.fold_in(key, t))
         batch = None
         if cfg.batch_size:
-            batch = jax.random.choice(jax.random.fold_in(k, 1), loss.n_data, (cfg.batch_size,), replace=False)
+            batch = jax.random.choice(k_batch, loss.n_data, (cfg.batch_size,), replace=False)
         value, grad = value_and_grad(w, batch)
-        noise = unravel(jax.random.normal(k, flat.shape, flat.dtype))  # one draw for every leaf compiles faster
+        noise = unravel(jax.random.normal(k_noise, flat.shape, flat.dtype))  # one draw for every leaf compiles faster
         w = jax.tree.map(lambda w, g, w0, xi: w - eps / 2 * nbeta * g + eps / 2 * gamma * (w0 - w) + jnp.sqrt(eps) * xi,
                          w, grad, w_star, noise)
         post_sum = post_sum + jnp.where(t >= cfg.burn_steps, value - baseline, 0.0)
@@ -176,9 +191,11 @@ def _summary(cfg: LLCConfig, post_sum, finite, trace, baseline, nbeta) -> LLCRes
 
 def _models(loss: LLCLoss, cfg: LLCConfig, keys, w_star, hp) -> LLCResult:
     """Every chain of a batch of models, vmapped over one flat models x chains axis (nested vmaps compile about
-    twice as slowly), then each model's estimate; chain c of the model with key k uses `fold_in(k, c)`."""
+    twice as slowly), then each model's estimate; chain c of the model with key k uses
+    `fold_in(fold_in(k, CHAIN_TAG), c)`."""
     m, c = len(keys), cfg.chains
-    chain_keys = jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(c, dtype=jnp.uint32)))(keys)
+    chain_keys = jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(k, CHAIN_TAG), i))(
+        jnp.arange(c, dtype=jnp.uint32)))(keys)
     per_chain = lambda x: jnp.repeat(x, c, axis=0)
     chains = jax.vmap(lambda w0, k, h: _chain(loss, w0, k, h, cfg))(
         jax.tree.map(per_chain, w_star), chain_keys.reshape(m * c, *keys.shape[1:]), jax.tree.map(per_chain, hp))
@@ -316,13 +333,24 @@ def stable_region(llc, n_diverged, rhat, tol: float = 0.1, rhat_max: float = 1.1
     return stable
 
 
+def validate_grid(eps_grid, nbeta_grid, cfg: LLCConfig = LLCConfig()) -> None:
+    """UserError unless both grids are non-empty and every (eps, nbeta) point makes a valid `LLCConfig`."""
+    if not (np.size(eps_grid) and np.size(nbeta_grid)):
+        raise UserError("The eps and nbeta grids must each hold at least one value.")
+    for eps in np.ravel(eps_grid):
+        for nbeta in np.ravel(nbeta_grid):
+            dataclasses.replace(cfg, eps=float(eps), nbeta=float(nbeta))
+
+
 def calibrate(loss: LLCLoss, params, keys, eps_grid, nbeta_grid, cfg: LLCConfig = LLCConfig(),
               tol: float = 0.1, rhat_max: float = 1.1) -> Calibration:
     """Estimate the LLC of a few models (leading axis of `params`) over an eps x nbeta grid in one compiled call.
 
     Every grid point reuses each model's key (common random numbers), so differences along the grid come from
-    eps and nbeta, not from the noise. `cfg` gives gamma, steps, chains and burn-in.
+    eps and nbeta, not from the noise. `cfg` gives gamma, steps, chains and burn-in. Every grid point must be a
+    valid `LLCConfig` (positive, finite eps and nbeta), else UserError.
     """
+    validate_grid(eps_grid, nbeta_grid, cfg)
     eps_grid, nbeta_grid = np.asarray(eps_grid, np.float32), np.asarray(nbeta_grid, np.float32)
     n_eps, n_nbeta, m = len(eps_grid), len(nbeta_grid), len(keys)
     grid = n_eps * n_nbeta

@@ -1,6 +1,7 @@
 """LLC by SGLD: closed-form learning coefficients, the exact law of the update, diverged chains, bit identity
 across call widths, minibatches, checkpoints, calibration, and the experiment on a results directory."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -51,6 +52,42 @@ def test_regular_model_gives_half_the_dimension_and_the_exact_law_of_the_discret
     assert r.llc[1] == pytest.approx(exact, rel=0.05)
     assert np.all(r.n_diverged == 0) and np.all(r.rhat < 1.05)
     assert np.all(r.baseline == 0) and r.loss_trace.shape == (2, 16, 1000)
+
+
+def test_the_estimate_is_nbeta_times_the_mean_loss_after_burn_in_minus_the_baseline():
+    """With thin = 1 the trace holds every L(w_t): the estimate must be nbeta (mean of L(w_t), t >= burn_steps, minus
+    L(w*)) exactly, and shifting the burn-in by one step must not reproduce it (so an off-by-one would show)."""
+    assert LLCConfig().burn_steps == 1800
+    offset = LLCLoss(lambda w_star: lambda w, batch: 0.5 * jnp.sum(HESSIAN * (w["w"] - w_star["w"]) ** 2) + 0.25)
+    cfg = LLCConfig(eps=1e-3, nbeta=100.0, steps=100, chains=3, thin=1, models_per_call=2)
+    w_star = {"w": np.array([[0.0, 0.0, 0.0, 0.0], [0.5, -1.0, 2.0, 0.0]], np.float32)}
+    r = estimate_llc(offset, w_star, seed_keys(0, [0, 1]), cfg)
+    assert cfg.burn_steps == 60 and r.loss_trace.shape == (2, 3, 100)
+    np.testing.assert_allclose(r.baseline, 0.25)
+    trace = r.loss_trace.astype(np.float64)
+    expected = lambda burn: cfg.nbeta * (trace[..., burn:].mean(-1) - r.baseline[:, None])
+    np.testing.assert_allclose(r.llc_chains, expected(cfg.burn_steps), rtol=1e-5)
+    for shifted in (cfg.burn_steps - 1, cfg.burn_steps + 1):
+        assert np.abs(r.llc_chains / expected(shifted) - 1).max() > 1e-4
+    assert np.all(r.loss_trace[:, :, 0] == np.float32(0.25))  # t = 0 is w*
+
+
+def test_minibatches_draw_distinct_points_uniformly():
+    """Point i contributes 2^i, so each L(w_t) (the mean over the step's minibatch) names the exact points drawn:
+    every step must draw `batch_size` distinct points, different ones from step to step and chain to chain, each
+    point about equally often; the baseline stays the full-data mean."""
+    values = 2.0 ** np.arange(16, dtype=np.float32)
+    bits = LLCLoss(lambda w_star: lambda w, batch: jnp.mean(jnp.asarray(values)[batch]) + 0.0 * jnp.sum(w["w"]), 16)
+    cfg = LLCConfig(steps=200, chains=4, thin=1, batch_size=4, models_per_call=1)
+    r = estimate_llc(bits, at_zero(1, 2), seed_keys(0, [0]), cfg)
+    assert r.baseline[0] == pytest.approx(values.mean())
+    sums = np.rint(r.loss_trace[0].astype(np.float64) * 4).astype(np.int64)  # (chains, steps)
+    drawn = (sums[..., None] >> np.arange(16)) & 1
+    assert np.array_equal(drawn @ values.astype(np.int64), sums)  # the value is a sum of distinct points
+    assert np.all(drawn.sum(-1) == 4)
+    assert len(np.unique(sums)) > 550  # 800 independent draws of 1820 subsets give about 650 distinct ones
+    frequency = drawn.mean((0, 1))  # each point is drawn with probability 4/16
+    assert np.all(np.abs(frequency - 0.25) < 0.06)
 
 
 @pytest.mark.parametrize("k, nbeta, eps", [((1, 0), 1e3, 2e-5), ((1, 2), 1e4, 3e-4), ((1, 3), 1e5, 3e-4)],
@@ -125,7 +162,7 @@ def mlp():
     return {"cfg": cfg, "task": task, "trainer": trainer, "params": params, "loss": mlp_loss(trainer, task)}
 
 
-SHORT = LLCConfig(steps=60, chains=2, models_per_call=4)
+SHORT = LLCConfig(steps=60, chains=2, thin=5, models_per_call=4)  # 4 thinned draws after burn-in
 
 
 def take(tree, index):
@@ -150,22 +187,50 @@ def test_behavioral_llc_starts_at_zero_loss(mlp):
     assert np.all(np.isfinite(r.llc)) and np.all(r.loss_trace[:, :, 1:] > 0)
 
 
+def test_the_mlp_losses_are_kl_from_the_outputs_at_w_star_and_means_over_the_minibatch(mlp):
+    """Behavioral: mean over the inputs of KL(softmax f_{w*} || softmax f_w), in float64 numpy (and not the reverse
+    KL); standard: mean cross-entropy. With an index array both are the mean of the per-point losses over it."""
+    task, trainer = mlp["task"], mlp["trainer"]
+    w_star, w = take(mlp["params"], 0), take(mlp["params"], 1)
+    left, right = np.divmod(task.train_pairs, task.n)
+
+    def log_softmax(params):
+        logits = np.asarray(trainer.apply(params, (jnp.asarray(left), jnp.asarray(right))), np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        return logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+
+    log_p_star, log_p = log_softmax(w_star), log_softmax(w)
+    kl_points = np.sum(np.exp(log_p_star) * (log_p_star - log_p), -1)
+    reverse = np.mean(np.sum(np.exp(log_p) * (log_p - log_p_star), -1))
+    ce_points = -log_p[np.arange(len(log_p)), task.train_labels]
+    behavioral = mlp_loss(trainer, task, behavioral=True).loss_at(w_star)
+    standard = mlp["loss"].loss_at(w_star)
+    assert float(behavioral(w, None)) == pytest.approx(kl_points.mean(), rel=1e-4)
+    assert abs(reverse / kl_points.mean() - 1) > 1e-2  # the test tells the two directions apart
+    assert float(behavioral(w_star, None)) == pytest.approx(0, abs=1e-6)
+    assert float(standard(w, None)) == pytest.approx(ce_points.mean(), rel=1e-4)
+    batch = np.random.default_rng(0).choice(task.n_train, task.n_train // 3, replace=False)
+    assert float(behavioral(w, jnp.asarray(batch))) == pytest.approx(kl_points[batch].mean(), rel=1e-4)
+    assert float(standard(w, jnp.asarray(batch))) == pytest.approx(ce_points[batch].mean(), rel=1e-4)
+    assert abs(kl_points[batch].mean() / kl_points.mean() - 1) > 1e-3  # a real subset, not the full data
+
+
 def test_a_minibatch_of_every_point_reproduces_the_full_batch(mlp):
     n = mlp["task"].n_train
     full = estimate_llc(mlp["loss"], take(mlp["params"], [0, 1]), seed_keys(7, [0, 1]), SHORT)
     every = estimate_llc(mlp["loss"], take(mlp["params"], [0, 1]), seed_keys(7, [0, 1]),
-                         LLCConfig(steps=60, chains=2, models_per_call=4, batch_size=n))
+                         dataclasses.replace(SHORT, batch_size=n))
     np.testing.assert_allclose(every.llc_chains, full.llc_chains, rtol=1e-3)
     with pytest.raises(UserError, match="exceeds"):
         estimate_llc(mlp["loss"], take(mlp["params"], [0]), seed_keys(7, [0]),
-                     LLCConfig(steps=60, chains=2, batch_size=n + 1))
+                     dataclasses.replace(SHORT, batch_size=n + 1))
 
 
 def test_checkpoints_are_estimated_like_single_models_with_keys_by_epoch(mlp):
     kept = jax.tree.map(lambda x: x.reshape(2, 3, *x.shape[1:]), mlp["params"])
     keys = checkpoint_keys(7, [0, 1], [0, 10, 20])
     r = estimate_llc_checkpoints(mlp["loss"], kept, keys, SHORT)
-    assert r.llc.shape == (2, 3) and r.loss_trace.shape == (2, 3, 2, 6)
+    assert r.llc.shape == (2, 3) and r.loss_trace.shape == (2, 3, 2, 12)
     one = estimate_llc(mlp["loss"], take(mlp["params"], [5]), keys[1, 2][None], SHORT)
     assert np.array_equal(one.llc_chains[0], r.llc_chains[1, 2])
     assert np.array_equal(checkpoint_keys(7, [1], [20])[0, 0], keys[1, 2])
@@ -187,9 +252,15 @@ def test_calibration_finds_the_stable_step_sizes():
 
 def test_config_rejects_bad_settings():
     for bad, match in [(dict(steps=0), "steps"), (dict(steps=100, thin=7), "multiple"), (dict(eps=-1.0), "positive"),
-                       (dict(burn_in=1.0), "burn-in"), (dict(gamma=float("nan")), "gamma")]:
+                       (dict(burn_in=1.0), "burn-in"), (dict(gamma=float("nan")), "gamma"),
+                       (dict(steps=40), "Only 1 thinned steps follow burn-in"),
+                       (dict(steps=60, thin=10), "needs at least 4")]:
         with pytest.raises(UserError, match=match):
             LLCConfig(**bad)
+    assert LLCConfig(steps=60, thin=5).trace_steps[-4] == 40  # exactly 4 draws after the 36 burn-in steps
+    for eps, nbeta in [([1e-4, 0.0], [100.0]), ([1e-4], [100.0, -1.0]), ([float("nan")], [100.0]), ([], [100.0])]:
+        with pytest.raises(UserError):
+            calibrate(QUADRATIC_2D, at_zero(1, 2), seed_keys(0, [0]), eps, nbeta)
 
 
 def write_finished_sweep(root: Path, mlp) -> Path:
@@ -230,11 +301,11 @@ def run(argv, capsys) -> tuple[int, str, str]:
 
 def test_experiment_estimates_every_seed_and_checkpoint_and_figures_draw_them(tmp_path, mlp, capsys):
     root = write_finished_sweep(tmp_path / "sweep", mlp)
-    fast = ["--steps", "40", "--chains", "2", "--no-progress"]
+    fast = ["--steps", "40", "--thin", "4", "--chains", "2", "--no-progress"]
     code, out, err = run([str(root), *fast], capsys)
     assert code == 0, err
     saved = storage.read_arrays(root / "llc.npz")
-    assert saved["llc"].shape == (6,) and saved["loss_trace"].shape == (6, 2, 4) and np.all(np.isfinite(saved["llc"]))
+    assert saved["llc"].shape == (6,) and saved["loss_trace"].shape == (6, 2, 10) and np.all(np.isfinite(saved["llc"]))
     settings = json.loads((root / "llc.json").read_text())["settings"]
     assert settings["eps"] == 8e-4 and settings["nbeta"] == 1000 and settings["steps"] == 40
     code, out, err = run([str(root), *fast, "--checkpoints"], capsys)
@@ -251,7 +322,7 @@ def test_experiment_estimates_every_seed_and_checkpoint_and_figures_draw_them(tm
 
 def test_experiment_calibrates_with_a_plot(tmp_path, mlp, capsys):
     root = write_finished_sweep(tmp_path / "sweep", mlp)
-    code, out, err = run([str(root), "--calibrate", "--first", "2", "--steps", "40", "--chains", "2",
+    code, out, err = run([str(root), "--calibrate", "--first", "2", "--steps", "40", "--thin", "4", "--chains", "2",
                           "--eps-grid", "1e-4", "1e-3", "--nbeta-grid", "100", "1000"], capsys)
     assert code == 0, err
     cal = storage.read_arrays(root / "llc_calibration.npz")
@@ -273,5 +344,33 @@ def test_experiment_refuses_an_unfinished_sweep_or_replacing_results(tmp_path, m
     code, out, err = run([str(root), "--checkpoints"], capsys)
     assert code == 2 and "--keep-every" in err and not list(root.glob("*llc*"))
     (root / "llc.npz").write_bytes(b"earlier")
-    code, out, err = run([str(root), "--steps", "40"], capsys)
+    code, out, err = run([str(root), "--steps", "40", "--thin", "4"], capsys)
     assert code == 2 and "--overwrite" in err and (root / "llc.npz").read_bytes() == b"earlier"
+    code, out, err = run([str(root), "--steps", "40"], capsys)  # one thinned draw after burn-in
+    assert code == 2 and "needs at least 4" in err and len(err.strip().splitlines()) == 1
+    code, out, err = run([str(root), "--calibrate", "--overwrite", "--eps-grid", "1e-4", "0"], capsys)
+    assert code == 2 and "positive" in err and (root / "llc.npz").read_bytes() == b"earlier"
+
+
+def test_experiment_writes_both_results_or_neither_and_reports_undetermined_rhat(tmp_path, monkeypatch):
+    import runpy
+
+    module = runpy.run_path(str(ROOT / "experiments" / "llc.py"))
+    outputs = [tmp_path / "llc.npz", tmp_path / "llc.json"]
+    outputs[0].write_bytes(b"earlier")
+
+    def fail(path, obj):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(storage, "write_json", fail)
+    with pytest.raises(UserError, match="No space left on device") as e:
+        module["_write_all_or_nothing"](outputs, {"llc": np.ones(2)}, {"kind": "llc"})
+    assert "\n" not in str(e.value) and outputs[0].read_bytes() == b"earlier"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["llc.npz"]  # no partial files left behind
+    monkeypatch.undo()
+    module["_write_all_or_nothing"](outputs, {"llc": np.ones(2)}, {"kind": "llc"})
+    assert storage.read_arrays(outputs[0])["llc"].tolist() == [1, 1]
+    assert storage.read_json(outputs[1]) == {"kind": "llc"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["llc.json", "llc.npz"]
+    line = module["_rhat_line"](np.array([1.01, 1.2, np.nan]), 4, np.array([0, 0, 3]))
+    assert "split-R-hat above 1.1: 1 of 3" in line and "undetermined (NaN" in line and line.endswith(": 1")
