@@ -16,12 +16,16 @@ initial parameter j.
 
 Three ways to get J, from small to large models:
 - `jacobian`: dense, `jax.jacfwd` pushing every column at once (`jacobian_seeds`
-  maps it over a stack of seeds, as many at once as memory allows);
+  maps it over a stack of seeds, as many at once as the device's memory allows);
 - `jacobian_columns`: the same matrix built batch by batch of columns from one
   `jax.linearize` of the training map (`vmap` over a batch of unit tangents),
-  the batch size chosen from free memory by `columns_per_batch`;
+  the batch size chosen from the device's total memory by `columns_per_batch`;
 - `top_singular`: the top-k singular triplets by randomized subspace iteration
   on products with J (jvp) and J^T (its transpose), never forming J.
+
+Batch widths (seeds or columns per program) come from the device's *total*
+memory (`total_memory_bytes`), never from what happens to be free at the time,
+so that the same machine always runs the same programs with the same numerics.
 """
 
 import os
@@ -134,20 +138,53 @@ def _jacobian(dyn: Dynamics, params0, epochs: tuple[int, ...]) -> jax.Array:
 def jacobian_seeds(dyn: Dynamics, params0, epochs, seeds_per_batch: int | None = None) -> jax.Array:
     """`jacobian` of every seed of stacked `params0` (seed axis first), shape (S, K, P, P).
 
-    `seeds_per_batch` seeds are vmapped at once, the last batch padded so that one
-    program serves all; by default as many as fit half the free memory, measured on
-    the compiled one-seed program.
+    `seeds_per_batch` seeds are vmapped at once (`jacobian_batch`), the last batch
+    padded so that one program serves all; by default `seeds_that_fit`.
     """
     epochs = check_epochs(epochs)
     n_seeds = jax.tree.leaves(params0)[0].shape[0]
-    if seeds_per_batch is None:
-        first = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), params0)
-        seeds_per_batch = _fits(_footprint(_jacobian, dyn, first, epochs), n_seeds)
-    batched = jax.jit(jax.vmap(lambda p: _jacobian(dyn, p, epochs)))
-    pad = -n_seeds % seeds_per_batch
+    width = seeds_per_batch or max(seeds_that_fit(dyn, jax.tree.map(lambda x: x[0], params0), epochs, n_seeds), 1)
+    return jnp.concatenate([jacobian_batch(dyn, batch, epochs)[0]
+                            for batch in seed_batches(params0, width)])[:n_seeds]
+
+
+def seeds_that_fit(dyn: Dynamics, params0, epochs, limit: int, memory_fraction: float = 0.5) -> int:
+    """Seeds whose dense Jacobians fit `memory_fraction` of the device's total memory at once, at most `limit`;
+    0 if not even one does. From the compiled footprint of one seed's program (`params0`: one seed's)."""
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params0)
+    per_seed = _footprint(_jacobian, dyn, one, check_epochs(epochs))
+    return int(min(memory_fraction * total_memory_bytes() // max(per_seed, 1), limit))
+
+
+def seed_batches(params0, width: int) -> list:
+    """Stacked `params0` (seed axis first) cut into batches of exactly `width` seeds, the last padded by
+    repeating the last seed: one compiled program serves every batch."""
+    n_seeds = jax.tree.leaves(params0)[0].shape[0]
+    pad = -n_seeds % width
     padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params0)
-    return jnp.concatenate([batched(jax.tree.map(lambda x: x[i: i + seeds_per_batch], padded))
-                            for i in range(0, n_seeds, seeds_per_batch)])[:n_seeds]
+    return [jax.tree.map(lambda x: x[i: i + width], padded) for i in range(0, n_seeds, width)]
+
+
+def jacobian_batch(dyn: Dynamics, params0, epochs):
+    """`(J, θ)` of a stack of seeds (seed axis first), vmapped: J (S, K, P, P) and the flat θ_T (S, K, P).
+
+    Compiled once per `dyn`, epoch list and number of seeds (cached, like `jacobian`).
+    """
+    return _jacobian_batch(dyn, params0, check_epochs(epochs))
+
+
+@partial(jax.jit, static_argnames=("dyn", "epochs"))
+def _jacobian_batch(dyn: Dynamics, params0, epochs: tuple[int, ...]):
+    def one(p):
+        theta0, f = training_map(dyn, p, epochs)
+
+        def f_aux(theta):  # θ_T once, as output (differentiated) and as aux (kept)
+            out = f(theta)
+            return out, out
+
+        return jax.jacfwd(f_aux, has_aux=True)(theta0)
+
+    return jax.vmap(one)(params0)
 
 
 def linearize(dyn: Dynamics, params0, epochs) -> Linearized:
@@ -174,8 +211,9 @@ def column_batch(lz: Linearized, start, size: int) -> jax.Array:
 
 
 def columns_per_batch(lz: Linearized, memory_fraction: float = 0.5, probe: int = 8) -> int:
-    """Columns to push at once: what fits `memory_fraction` of the free memory, from the compiled footprint
-    of a `probe`-column batch; on CPU at most `CPU_COLUMNS_PER_BATCH`."""
+    """Columns to push at once: what fits `memory_fraction` of the device's total memory (not what is free
+    now, so the choice is reproducible), from the compiled footprint of a `probe`-column batch; on CPU at
+    most `CPU_COLUMNS_PER_BATCH`."""
     n = lz.thetas.shape[1]
     per_column = _footprint(column_batch, lz, jnp.int32(0), min(probe, n)) / min(probe, n)
     cap = CPU_COLUMNS_PER_BATCH if jax.devices()[0].platform == "cpu" else n
@@ -208,6 +246,13 @@ def top_singular(lz: Linearized, k: int, key, oversample: int = 10, n_iter: int 
     k + `oversample` vectors with `n_iter` power steps, then Rayleigh-Ritz; it uses
     only products J_T v (the jvp `lz.lin`) and J_T^T u (its transpose). Values
     separated from the (k + oversample)-th converge fast; clustered ones slowly.
+
+    Cost: `lz.lin` always runs the whole linearized training to the last requested
+    epoch T_K, with outputs at every T. Each J_T's block of vectors is pushed
+    through that whole pass (and back through its transpose) and only output T is
+    kept: for a list of epochs about twice the work of running each block only up
+    to its own T (each block costs T_K epochs instead of T). Fine for a few T; for
+    many spread-out T, call it once per T with that T's own `linearize`.
     """
     n_epochs, n = lz.thetas.shape
     dtype = lz.thetas.dtype
@@ -250,6 +295,13 @@ def analyse(u, s, v, sigma_tol: float = SIGMA_TOL, cos_tol: float = COS_TOL) -> 
     right singular vectors nearly agree (cosine above `cos_tol`): a perturbation
     of the start along it is carried through training unchanged. The cosine
     u_i · v_i does not depend on the joint sign of (u_i, v_i) that SVD leaves free.
+
+    `bulk_size` and `logdet` mean something only for the full spectrum (all P
+    triplets, e.g. from `singular_triplets`): given a partial one such as
+    `top_singular`'s top k they count and sum over those k only, which is neither
+    the bulk size nor log |det J|. From top-k triplets use only `singular_values`,
+    `cosines`, `bulk` (per given direction) and `sigma_max`; the experiment saves
+    only the first two and `sigma_max`.
     """
     cos = jnp.sum(u * v, axis=-2)
     bulk = (jnp.abs(s - 1) < sigma_tol) & (cos > cos_tol)
@@ -257,7 +309,10 @@ def analyse(u, s, v, sigma_tol: float = SIGMA_TOL, cos_tol: float = COS_TOL) -> 
 
 
 def free_memory_bytes(device=None) -> int:
-    """Memory free now: on an accelerator its limit minus what is in use, on CPU the free physical memory."""
+    """Memory free now: on an accelerator its limit minus what is in use, on CPU the free physical memory.
+
+    Only to refuse early a dense J that cannot fit; batch widths use `total_memory_bytes`.
+    """
     device = device or jax.devices()[0]
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats:
@@ -271,6 +326,18 @@ def _footprint(jitted, *args) -> int:
     return stats.temp_size_in_bytes + stats.output_size_in_bytes
 
 
+def total_memory_bytes(device=None) -> int:
+    """All the device's memory, whatever is in use: on an accelerator its `bytes_limit`, on CPU the physical memory."""
+    device = device or jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats:
+        return int(stats["bytes_limit"])
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
 def _fits(bytes_per_item: float, limit: int, memory_fraction: float = 0.5) -> int:
-    """How many items fit in `memory_fraction` of the free memory: at least 1, at most `limit`."""
-    return int(np.clip(memory_fraction * free_memory_bytes() // max(bytes_per_item, 1), 1, limit))
+    """How many items fit in `memory_fraction` of the device's total memory: at least 1, at most `limit`.
+
+    Total, not free: the width must not depend on what else runs at the time.
+    """
+    return int(np.clip(memory_fraction * total_memory_bytes() // max(bytes_per_item, 1), 1, limit))

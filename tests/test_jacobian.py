@@ -57,6 +57,9 @@ def test_gd_on_a_quadratic_gives_powers_of_i_minus_eta_a_by_every_method():
     for per_batch in (None, 2):  # from free memory (all three fit), or two batches with the second padded
         np.testing.assert_allclose(jac.jacobian_seeds(dyn, stack, EPOCHS, per_batch), np.stack([expected] * 3),
                                    atol=2e-6)
+    thetas = jac.jacobian_batch(dyn, stack, EPOCHS)[1]
+    np.testing.assert_allclose(thetas, np.einsum("kpq,sq->skp", expected, stack), atol=2e-6)
+    assert jac.seeds_that_fit(dyn, w0, EPOCHS, 3) == 3
 
 
 def test_quadratic_spectrum_bulk_and_log_determinant_match_the_eigenvalues():
@@ -133,6 +136,17 @@ def test_adam_jacobian_columns_match_central_finite_differences_in_float64():
             fd = (trained(theta0 + e) - trained(theta0 - e)) / (2 * h)
             np.testing.assert_allclose(dense[:, :, col], fd, rtol=1e-6, atol=1e-7, err_msg=f"column {col}")
         np.testing.assert_allclose(batched, dense, rtol=1e-10, atol=1e-12)
+        u, s, v = map(np.asarray, jac.top_singular(jac.linearize(dyn, params0, epochs), 3, jax.random.PRNGKey(0)))
+
+    # Matrix-free top-k on a non-symmetric J (so U and V differ, and J^T is not J): at T = 12 the top three
+    # σ (4.74, 4.59, 3.16) are separated from the 13th, so each triplet must match the dense SVD's, vectors too.
+    j = np.asarray(dense[1])
+    u_dense, s_dense, vt_dense = np.linalg.svd(j)
+    assert np.linalg.norm(j - j.T) > 1 and (np.abs(np.sum(u_dense[:, :3] * vt_dense[:3].T, 0)) < 0.99).all()
+    np.testing.assert_allclose(s[1], s_dense[:3], rtol=1e-9)
+    for i in range(3):
+        assert abs(u[1, :, i] @ u_dense[:, i]) > 1 - 1e-6 and abs(v[1, :, i] @ vt_dense[i]) > 1 - 1e-6, i
+        assert np.linalg.norm(j @ v[1, :, i] - s[1, i] * u[1, :, i]) < 1e-6 * s[1, i], i
 
 
 def test_epochs_must_be_increasing():
@@ -160,7 +174,7 @@ def run(argv, capsys):
 
 
 TINY = ["--groups", "Z(4)", "--task", "iid", "--fraction", "0.75", "--embed-dim", "3", "--hidden-dim", "3",
-        "--epochs", "10", "40", "--n-seeds", "2", "--columns-per-batch", "16", "--no-progress"]
+        "--epochs", "10", "40", "--n-seeds", "2", "--no-progress"]
 
 
 def test_experiment_saves_spectra_of_the_sweeps_training_and_top_k_agrees_with_them(tmp_path, capsys):
@@ -172,6 +186,8 @@ def test_experiment_saves_spectra_of_the_sweeps_training_and_top_k_agrees_with_t
     dense = results["settings"]["custom"]
     n_params = results["config"]["tasks"]["custom"]["n_params"]
     assert n_params == 2 * 4 * 3 + 2 * 3 * 3 + 3 * 4 + 4
+    # 58 parameters: both seeds' dense J at once (vmapped jacfwd), the width from total memory, recorded
+    assert results["config"]["tasks"]["custom"]["seeds_per_batch"] == 2
     assert dense["singular_values"].shape == dense["cosines"].shape == (2, 2, n_params)
     assert dense["bulk_size"].shape == dense["logdet"].shape == dense["train_acc"].shape == (2, 2)
     np.testing.assert_allclose(dense["logdet"], np.log(dense["singular_values"]).sum(-1), rtol=1e-5)
@@ -187,11 +203,20 @@ def test_experiment_saves_spectra_of_the_sweeps_training_and_top_k_agrees_with_t
 
     code, _, err = run([*TINY, "--out", str(out)], capsys)
     assert code == 2 and "already exists" in err
+    # One seed at a time (linearize, column batches): the same spectra as the vmapped path.
+    code, _, err = run([*TINY, "--out", str(tmp_path / "cols"), "--n-seeds", "1", "--columns-per-batch", "16"],
+                       capsys)
+    assert code == 0, err
+    cols = load_jacobian(tmp_path / "cols")
+    assert cols["config"]["tasks"]["custom"]["seeds_per_batch"] == 0
+    np.testing.assert_allclose(cols["settings"]["custom"]["singular_values"], dense["singular_values"][:1],
+                               rtol=1e-4, atol=1e-6)
     code, _, err = run([*TINY, "--out", str(out), "--overwrite", "--top-k", "3", "--n-seeds", "1", "--float64"], capsys)
     assert code == 0, err
     top = load_jacobian(out)["settings"]["custom"]
     assert top["singular_values"].shape == (1, 2, 3) and top["singular_values"].dtype == np.float64
-    assert "logdet" not in top and not jax.config.jax_enable_x64
+    assert "logdet" not in top and "bulk_size" not in top and not jax.config.jax_enable_x64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cols", "jac"]  # the old results moved aside, then gone
     # The matrix-free top 3 (well separated here), in float64 from the same θ0, match the dense float32 SVD.
     np.testing.assert_allclose(top["singular_values"], dense["singular_values"][:1, :, :3], rtol=1e-3)
     np.testing.assert_allclose(top["cosines"], dense["cosines"][:1, :, :3], atol=1e-3)
