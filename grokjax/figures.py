@@ -378,15 +378,21 @@ def save_figure(fig: Figure, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def draw_all(results_dir, out_dir=None) -> list[Path]:
-    """Draw every figure of the sweep in `results_dir` into `out_dir` (default RESULTS_DIR/figures), the LLC ones
-    for each estimate saved beside the results; returns the paths."""
-    sweep = load_sweep(results_dir)
-    out = Path(out_dir) if out_dir is not None else sweep["dir"] / "figures"
+def figures_dir(results_root: Path, out_dir=None) -> Path:
+    """The directory figures go to (`out_dir`, default RESULTS_DIR/figures), created if needed."""
+    out = Path(out_dir) if out_dir is not None else Path(results_root) / "figures"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"Cannot create the figures directory {out}: {e.strerror}.") from e
+    return out
+
+
+def draw_all(results_dir, out_dir=None) -> list[Path]:
+    """Draw every figure of the sweep in `results_dir` into `out_dir` (default RESULTS_DIR/figures), the LLC ones
+    for each estimate saved beside the results; returns the paths."""
+    sweep = load_sweep(results_dir)
+    out = figures_dir(sweep["dir"], out_dir)
     paths = []
 
     def save(name: str, fig: Figure) -> None:

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from grokjax.errors import UserError
-from grokjax.figures import save_figure
+from grokjax.figures import figures_dir, save_figure
 
 CONFIG_KEY = "training_jacobian"
 NEEDED = ("epochs", "singular_values", "cosines", "sigma_max")
@@ -140,11 +140,7 @@ def versus_epochs(results: dict) -> Figure:
 def draw_jacobian(results_dir, out_dir=None) -> list[Path]:
     """Draw the Jacobian figures of `results_dir` into `out_dir` (default RESULTS_DIR/figures); returns the paths."""
     results = load_jacobian(results_dir)
-    out = Path(out_dir) if out_dir is not None else results["dir"] / "figures"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"Cannot create the figures directory {out}: {e.strerror}.") from e
+    out = figures_dir(results["dir"], out_dir)
     paths = []
     for name, draw in zip(FIGURE_NAMES, (spectra, versus_epochs)):
         path = out / f"{name}.png"
