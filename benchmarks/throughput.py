@@ -74,11 +74,7 @@ def engine_rate(cfg: SweepConfig, task, workers: int) -> tuple[float, float, int
     """Model-epochs/s of the sweep engine (as `run_sweep` runs it, without the disk), compile seconds, workers."""
     per_call = cfg.seeds_per_call * len(jax.local_devices())
     starts = list(range(0, cfg.n_runs, per_call))
-    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
-    workers = min(workers or (execute.default_workers() if cpu else 1), len(starts))
-    log = lambda *_: None  # noqa: E731
-    runner = (execute.in_workers(task, cfg, starts, workers, log, None) if workers > 1
-              else execute.in_process(task, cfg, starts, log))
+    runner, workers = execute.run_calls(task, cfg, starts, workers, lambda *_: None, None)
     compile_s = next(runner)
     t0 = time.perf_counter()
     n_calls = sum(1 for _ in runner)

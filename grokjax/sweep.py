@@ -233,12 +233,7 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
     The progress bar moves with every call; a run counts as trained once its chunk is written."""
     per_call = cfg.seeds_per_call * len(jax.local_devices())
     calls = {s: (start, stop) for start, stop in pending for s in range(start, stop, per_call)}
-    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
-    workers = min(workers or (execute.default_workers() if cpu else 1), len(calls))
-    if workers > 1 and not cpu:
-        raise UserError("Worker processes are for CPU sweeps; on accelerators every local device is used at once.")
-    runner = (execute.in_workers(task, cfg, list(calls), workers, log, cache_dir) if workers > 1
-              else execute.in_process(task, cfg, list(calls), log))
+    runner, workers = execute.run_calls(task, cfg, list(calls), workers, log, cache_dir)
     todo = sum(stop - start for start, stop in pending)
     total = cfg.n_runs if jax.process_count() == 1 else todo  # a multi-host bar counts this process's runs
     bar = tqdm(total=total, initial=total - todo, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
