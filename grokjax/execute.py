@@ -136,7 +136,8 @@ def _worker(cfg, task, starts, results, parent: int, cache_dir, core: int | None
         compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
         results.put(("compiled", seconds, mem))
         for start in starts:
-            if os.getppid() != parent:
+            if os.getppid() != parent:  # the sweep was killed: nobody will read what is queued
+                results.cancel_join_thread()
                 return
             results.put(("done", start, call_results(compiled, cfg, start, cfg.seeds_per_call)))
     except BaseException:
