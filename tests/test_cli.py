@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grokjax.cli import run_cli
+from cli_runner import run_main
 from grokjax.storage import PACKAGES
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "sweep_intersection.py"
@@ -44,14 +44,7 @@ def run_subprocess(args, cwd):
 
 def run_inprocess(argv, capsys):
     """Exit status (0 when main returns), stdout and stderr of the CLI run in this process."""
-    capsys.readouterr()
-    try:
-        run_cli(lambda: experiment.main(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(experiment.main, argv, capsys)
 
 
 def snapshot(root: Path) -> dict:

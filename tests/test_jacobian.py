@@ -15,7 +15,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from grokjax import jacobian as jac
-from grokjax.cli import run_cli
+from cli_runner import run_main
 from grokjax.errors import UserError
 from grokjax.groups import parse_group
 from grokjax.jacobian_figures import draw_jacobian, is_jacobian_results, load_jacobian
@@ -164,13 +164,7 @@ def load_experiment():
 
 
 def run(argv, capsys):
-    capsys.readouterr()
-    try:
-        run_cli(lambda: load_experiment().main(argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, *capsys.readouterr()
+    return run_main(load_experiment().main, argv, capsys)
 
 
 TINY = ["--groups", "Z(4)", "--task", "iid", "--fraction", "0.75", "--embed-dim", "3", "--hidden-dim", "3",

@@ -13,7 +13,7 @@ import pytest
 from scipy.integrate import quad
 
 from grokjax import storage
-from grokjax.cli import run_cli
+from cli_runner import run_main
 from grokjax.errors import UserError
 from grokjax.figures import draw_all, llc_correlation_lines
 from grokjax.llc import (LLCConfig, LLCLoss, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
@@ -289,14 +289,7 @@ def run(argv, capsys) -> tuple[int, str, str]:
     import runpy
 
     module = runpy.run_path(str(ROOT / "experiments" / "llc.py"))
-    capsys.readouterr()
-    try:
-        run_cli(lambda: module["main"](argv))
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(module["main"], argv, capsys)
 
 
 def test_experiment_estimates_every_seed_and_checkpoint_and_figures_draw_them(tmp_path, mlp, capsys):
