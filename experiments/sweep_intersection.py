@@ -14,7 +14,7 @@ from grokjax.cli import run_cli
 from grokjax.errors import UserError
 from grokjax.execute import default_cache_dir, start_distributed
 from grokjax.outcomes import CI_METHODS
-from grokjax.sweep import SweepConfig, run_sweep
+from grokjax.sweep import SweepConfig, read_sweep_config, run_sweep
 from grokjax.tasks import TASK_KINDS
 from grokjax.train import OPTIMIZERS, PRECISIONS, TrainConfig
 
@@ -86,7 +86,24 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.resume and args.out is None:
         p.error("--resume needs --out: name the results directory to continue")
+    if args.resume:  # the saved config supplies every option not given again
+        p.set_defaults(**saved_options(args.out))
+        args = p.parse_args(argv)
     return args
+
+
+def saved_options(out: str) -> dict:
+    """The command-line options of the sweep saved in `out`, as argparse defaults."""
+    c = read_sweep_config(out)
+    t = c.train
+    return dict(
+        groups=list(c.groups), task=c.task, fraction=c.fraction, group_fractions=list(c.group_fractions),
+        iid_group=c.iid_group, data_seed=c.data_seed, embed_dim=t.embed_dim, hidden_dim=t.hidden_dim,
+        no_unembed_bias=not t.unembed_bias, optimizer=t.optimizer, lr=list(c.lr_grid or [t.lr]), beta1=t.beta1,
+        beta2=t.beta2, eps=t.eps, weight_decay=list(c.weight_decay_grid or [t.weight_decay]), momentum=t.momentum,
+        epochs=t.epochs, log_every=t.log_every, keep_every=t.keep_every, matmul_precision=t.matmul_precision,
+        n_seeds=c.n_seeds, seed=c.seed, seeds_per_call=c.seeds_per_call, grok_threshold=c.grok_threshold,
+        ci=c.ci_method)
 
 
 def main(argv=None):

@@ -68,7 +68,8 @@ def _title(results: dict, name: str) -> str:
     """'iid: 0.6 iid of S(4)': a training set's name, kind and groups."""
     setting = results["config"][CONFIG_KEY]["settings"][name]
     fraction = f" {setting['fraction']:g}" if setting["task"] in ("iid", "intersection_fraction") else ""
-    return f"{name}:{fraction} {setting['task']} of {' vs '.join(results['config']['tasks'][name]['group_names'])}"
+    described = f"{fraction} {setting['task']} of {' vs '.join(results['config']['tasks'][name]['group_names'])}"
+    return described.strip() if name == setting["task"] else f"{name}:{described}"
 
 
 def spectra(results: dict) -> Figure:
@@ -106,7 +107,7 @@ def spectra(results: dict) -> Figure:
         top.legend(fontsize=8)
         bottom.legend(fontsize=8, markerscale=3)
     seeds = sv.shape[0]
-    fig.suptitle(f"Training Jacobian spectra ({seeds} seed{'s' if seeds > 1 else ''}; seed 0 thicker)"
+    fig.suptitle(f"Training Jacobian spectra ({'1 seed' if seeds == 1 else f'{seeds} seeds; seed 0 thicker'})"
                  + (f", top {cfg['top_k']} only" if cfg["top_k"] else ""))
     return fig
 
@@ -123,7 +124,7 @@ def versus_epochs(results: dict) -> Figure:
     for ax, (key, label, log) in zip(axes, panels):
         for i, (name, arrays) in enumerate(results["settings"].items()):
             epochs, values = arrays["epochs"], arrays[key]
-            ax.plot(epochs, np.median(values, 0), color=f"C{i}", marker="o", label=_title(results, name))
+            ax.plot(epochs, np.median(values, 0), color=f"C{i}", marker="o", label=f"{_title(results, name)} (median)")
             ax.scatter(np.broadcast_to(epochs, values.shape), values, color=f"C{i}", s=8, alpha=0.5)
         ax.set_xscale("log")
         ax.set_xticks(epochs, [str(t) for t in epochs])

@@ -179,6 +179,19 @@ def _saved_config(root: Path) -> dict | None:
     return saved["sweep"]
 
 
+def read_sweep_config(root) -> SweepConfig:
+    """The config of the sweep saved in `root`, to resume it without repeating its options."""
+    if not Path(root).exists():
+        raise UserError(f"There is nothing to resume at {root}.")
+    saved = _saved_config(Path(root)) if Path(root).is_dir() else None
+    if saved is None:
+        raise UserError(f"{root} holds no grokjax sweep to resume (no readable config.json).")
+    try:
+        return SweepConfig.from_dict(saved)
+    except (TypeError, KeyError, ValueError) as e:
+        raise UserError(f"The config.json in {root} is not a sweep config this version can read: {e}.") from None
+
+
 def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
     """Dotted names of the settings that differ between two config dicts."""
     out = []
@@ -236,8 +249,8 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
     runner, workers = execute.run_calls(task, cfg, list(calls), workers, log, cache_dir)
     todo = sum(stop - start for start, stop in pending)
     total = cfg.n_runs if jax.process_count() == 1 else todo  # a multi-host bar counts this process's runs
+    compile_s = next(runner)  # before the bar, so the compile message gets its own line
     bar = tqdm(total=total, initial=total - todo, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
-    compile_s = next(runner)
     t0, trained, seen, parts = time.perf_counter(), 0, 0, {}
     with bar:
         for call_start, arrays in runner:

@@ -133,7 +133,9 @@ def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
     saved = len(list((out / "chunks").glob("runs_*.npz")))
     assert 3 <= saved < 12 and not (out / "outcome.json").exists(), "the sweep was killed part-way"
 
-    done = subprocess.run([*args, "--chunk-size", "12", "--out", str(out), "--resume"], capture_output=True, text=True)
+    # Resuming needs only the directory: the saved config supplies every option.
+    done = subprocess.run([sys.executable, str(SCRIPT), "--out", str(out), "--resume", "--chunk-size", "12", "--no-progress"],
+                          capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not (out / "chunks").exists() and not list(out.glob(".*tmp*"))
     run_sweep(tiny(48, 3000, 100), tmp_path / "whole", workers=1, **QUIET)
