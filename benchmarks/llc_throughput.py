@@ -6,7 +6,9 @@ Both estimate the LLC of the same trained models with the same code (`grokjax.ll
 runs `models_per_call` models per compiled call (models x chains vmapped), the loop the same estimator
 compiled for one model and called model after model. Compilation is timed apart. The models are the
 default sweep config trained for --train-epochs epochs (a few calls' worth, tiled up to --models).
-Throughput counts only the --models real models: when --models is not a multiple of the call width, the
+On a one-device CPU the engine is also timed in --workers pinned worker processes (default one per core,
+whole calls dealt round-robin, `estimate_llc_in_workers`), from the moment every worker has compiled; its
+compile column is the compile alone. Throughput counts only the --models real models: when --models is not a multiple of the call width, the
 padding of the last call costs time but is not counted as work.
 """
 
@@ -17,7 +19,8 @@ import time
 import jax
 import numpy as np
 
-from grokjax.llc import LLCConfig, estimate_llc, mlp_loss, models_per_call
+from grokjax.execute import default_workers
+from grokjax.llc import LLCConfig, estimate_llc, estimate_llc_in_workers, models_per_call, sweep_loss
 from grokjax.sweep import SweepConfig, build_sweep_task
 from grokjax.train import TrainConfig, make_trainer, seed_keys
 
@@ -54,11 +57,14 @@ def main():
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--models-per-call", type=int, default=0, help="engine call width (default: the device's)")
     p.add_argument("--train-epochs", type=int, default=1000, help="training of the benchmarked models")
+    p.add_argument("--workers", type=int, default=0,
+                   help="on a one-device CPU, also time the engine in this many pinned worker processes "
+                        "(default: one per core; 1: skip)")
     a = p.parse_args()
     sweep = SweepConfig()
     task = build_sweep_task(sweep)
     trainer, params = trained_params(task, sweep.train, a.models, a.train_epochs)
-    loss = mlp_loss(trainer, task)
+    loss = sweep_loss(sweep)
     cfg = LLCConfig(steps=a.steps, chains=a.chains, models_per_call=a.models_per_call)
     cfg = dataclasses.replace(cfg, models_per_call=models_per_call(cfg, loss.bytes_per_chain))
     width = cfg.models_per_call
@@ -78,23 +84,36 @@ def main():
     _, c_loop = timed(lambda: estimate_llc(loss, first(1), keys[:1], one).llc)
     loop, t_loop = timed(lambda: estimate_llc(loss, first(a.loop_models), keys[:a.loop_models], one).llc)
     loop_rate = a.loop_models * cfg.chains * cfg.steps / t_loop
+    cpu = jax.devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
+    workers = min(a.workers or default_workers(), calls) if cpu else 1
+    if workers > 1:  # timed from the moment every worker has compiled, like the sweep benchmark
+        marks = {}
+        on_compiled = lambda seconds: marks.update(seconds=seconds, at=time.perf_counter())
+        pooled = estimate_llc_in_workers(loss, params, keys, cfg, make_loss=sweep_loss, make_loss_args=(sweep,),
+                                         workers=workers, on_compiled=on_compiled).llc
+        pool_rate = a.models * cfg.chains * cfg.steps / (time.perf_counter() - marks["at"])
 
     flops = flops_per_model_chain_step(task, sweep.train)
     print(f"{'':34s}{'model-chain-steps/s':>21s}{'compile+1 call s':>18s}{'models':>8s}")
     engine_name = f"grokjax (vmap, {width} models/call)"
     print(f"{engine_name:34s}{engine_rate:21,.0f}{c_engine:18.1f}{a.models:8d}")
+    if workers > 1:
+        print(f"{f'grokjax ({workers} pinned workers)':34s}{pool_rate:21,.0f}{marks['seconds']:18.1f}{a.models:8d}")
     print(f"{'plain loop, one model a call':34s}{loop_rate:21,.0f}{c_loop:18.1f}{a.loop_models:8d}")
     if padded:
         print(f"(the engine also ran {padded} padded copies in its last call, not counted; use a multiple of "
               f"{width} models for a fair rate)")
     print(f"ratio grokjax / loop: {engine_rate / loop_rate:.2f}x")
+    if workers > 1:
+        print(f"ratio {workers} workers / one process: {pool_rate / engine_rate:.2f}x; LLC identical bit for bit: "
+              f"{np.array_equal(pooled, engine, equal_nan=True)}")
     diff = np.abs(loop / engine[: a.loop_models] - 1).max()
     print(f"same models, loop vs engine LLC: largest relative difference {diff:.1e}")
     print(f"work: {flops / 1e6:.2f} MFLOP of matmuls per model-chain-step -> engine at "
           f"{engine_rate * flops / 1e9:.1f} GFLOP/s")
     total = np.prod(TARGET)
     print(f"projected: {TARGET[0]} models x {TARGET[1]} chains x {TARGET[2]} steps in "
-          f"{total / engine_rate / 60:.1f} min (loop: {total / loop_rate / 60:.1f} min)")
+          f"{total / max(engine_rate, pool_rate if workers > 1 else 0) / 60:.1f} min (loop: {total / loop_rate / 60:.1f} min)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -26,11 +27,12 @@ from grokjax import storage
 from grokjax.cli import run_cli
 from grokjax.errors import UserError
 from grokjax.figures import llc_calibration, load_sweep, save_figure, seed_outcomes
-from grokjax.llc import (LLCConfig, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints, mlp_loss,
-                         models_per_call, validate_grid)
+from grokjax.execute import default_workers
+from grokjax.llc import (LLCConfig, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
+                         estimate_llc_in_workers, models_per_call, sweep_loss, validate_grid)
 from grokjax.outcomes import category_names
 from grokjax.sweep import SweepConfig, build_sweep_task
-from grokjax.train import make_trainer, seed_keys
+from grokjax.train import seed_keys
 
 EPS_GRID = (1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3)
 NBETA_GRID = (100.0, 300.0, 1000.0, 3000.0)
@@ -53,6 +55,9 @@ def parse_args(argv=None):
                    help="models in one compiled call; fixes the numerics, recorded with the results "
                         "(default: 64 model-chains on CPU, what fits a quarter of an accelerator's memory)")
     g.add_argument("--seed", type=int, default=0, help="base key of the chains (default: %(default)s)")
+    g.add_argument("--workers", type=int, default=0,
+                   help="on a one-device CPU, worker processes each pinned to a core and running whole calls; "
+                        "the numbers do not change (default: one per core; 1: in this process)")
     g = p.add_argument_group("what to estimate")
     g.add_argument("--behavioral", action="store_true", help="behavioral LLC: KL to the model's own outputs at w*")
     mode = g.add_mutually_exclusive_group()
@@ -153,16 +158,34 @@ def _calibration(a, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
     return {"run": runs, **cal._asdict()}, lines
 
 
-def _estimates(a, sweep, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
+def _workers(requested: int, n_calls: int) -> int:
+    """Worker processes for `n_calls` compiled calls: on a one-device CPU `requested` (0: one per core), at most
+    one per call; elsewhere 1 (every call runs here)."""
+    if requested < 0:
+        raise UserError(f"--workers must be a non-negative integer (0: one per core), got {requested}.")
+    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
+    if requested > 1 and not cpu:
+        raise UserError("Worker processes are for a one-device CPU; on accelerators the calls run in this process.")
+    return max(1, min(requested or (default_workers() if cpu else 1), n_calls))
+
+
+def _estimates(a, sweep, sweep_cfg, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
     """The LLC of every run (or of every checkpoint of every run): arrays to save and a printed summary."""
     epochs = sweep["traces"]["checkpoint_epochs"] if a.checkpoints else None
     total = len(runs) * (len(epochs) if a.checkpoints else 1)
+    workers = _workers(a.workers, -(-total // cfg.models_per_call))
+    estimate = estimate_llc
+    if workers > 1:
+        print(f"{workers} worker processes, {cfg.models_per_call} models per call")
+        estimate = partial(estimate_llc_in_workers, make_loss=sweep_loss, make_loss_args=(sweep_cfg, a.behavioral),
+                           workers=workers)
     with tqdm(total=total, unit="model", disable=a.no_progress, file=sys.stderr, dynamic_ncols=True) as bar:
         update = lambda done: bar.update(done - bar.n)
         if a.checkpoints:
-            result = estimate_llc_checkpoints(loss, params, checkpoint_keys(a.seed, runs, epochs), cfg, on_call=update)
+            result = estimate_llc_checkpoints(loss, params, checkpoint_keys(a.seed, runs, epochs), cfg, on_call=update,
+                                              estimate=estimate)
         else:
-            result = estimate_llc(loss, params, seed_keys(a.seed, runs), cfg, on_call=update)
+            result = estimate(loss, params, seed_keys(a.seed, runs), cfg, on_call=update)
     arrays = {"run": runs, **result._asdict(), "trace_steps": cfg.trace_steps}
     lines = _summary_lines(sweep, runs, result.llc[:, -1] if a.checkpoints else result.llc, label)
     if a.checkpoints:
@@ -191,8 +214,7 @@ def main(argv=None):
     _refuse_to_replace(outputs, a.overwrite)
 
     task = build_sweep_task(sweep_cfg)
-    trainer = make_trainer(task, sweep_cfg.train)
-    loss = mlp_loss(trainer, task, a.behavioral)
+    loss = sweep_loss(sweep_cfg, a.behavioral)
     n_runs = len(sweep["seeds"]["grokked"])
     runs = np.arange(min(a.first or (4 if a.calibrate else n_runs), n_runs))
     params = jax.tree.map(lambda x: np.asarray(x[:len(runs)]), storage.load_params(root / params_dir))
@@ -206,7 +228,7 @@ def main(argv=None):
     if a.calibrate:
         arrays, lines = _calibration(a, loss, params, runs, cfg, label)
     else:
-        arrays, lines = _estimates(a, sweep, loss, params, runs, cfg, label)
+        arrays, lines = _estimates(a, sweep, sweep_cfg, loss, params, runs, cfg, label)
     seconds = time.perf_counter() - t0
     rate = arrays["llc"].size * cfg.chains * cfg.steps / seconds
     info = {"kind": name, "settings": {**dataclasses.asdict(cfg), "seed": a.seed, "behavioral": a.behavioral,

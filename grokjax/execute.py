@@ -122,26 +122,76 @@ def _memory(mem: dict, cfg) -> str:
     return "" if b is None else f"; {b / 2**10:,.0f} KiB of device memory per run ({cfg.seeds_per_call} runs per call)"
 
 
-def _worker(cfg, task, starts, results, parent: int, cache_dir, core: int | None) -> None:
-    """A worker process: compile the one-device call, then train its calls and send the arrays back.
+def _pinned(target, args, results, parent: int, core: int | None) -> None:
+    """A worker process: send each message the generator `target(*args)` yields to the parent through `results`.
 
-    Pinned to its own core when there are cores enough: measured on 2 cores, two unpinned workers
-    reach about 22,000 model-epochs/s and two pinned ones about 27,000.
+    Pinned to its own core when there are cores enough: measured on 2 cores, two unpinned sweep workers
+    reach about 22,000 model-epochs/s and two pinned ones about 27,000. Stops when the parent is gone.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
     if core is not None:
         os.sched_setaffinity(0, {core})
     try:
-        use_compile_cache(cache_dir)
-        compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
-        results.put(("compiled", seconds, mem))
-        for start in starts:
-            if os.getppid() != parent:  # the sweep was killed: nobody will read what is queued
+        for message in target(*args):
+            if os.getppid() != parent:  # the parent was killed: nobody will read what is queued
                 results.cancel_join_thread()
                 return
-            results.put(("done", start, call_results(compiled, cfg, start, cfg.seeds_per_call)))
+            results.put(message)
     except BaseException:
         results.put(("failed", traceback.format_exc(), None))
+
+
+class PinnedPool:
+    """Spawned worker processes, one per tuple of `worker_args`, each pinned to its own core when there are cores
+    enough and running the generator `target(*args)` (a module-level function) whose (kind, a, b) messages
+    `get` returns. A worker that dies or raises makes `get` raise RuntimeError; `close` (or leaving the `with`
+    block) stops every worker."""
+
+    def __init__(self, target, worker_args: list[tuple], what: str = "worker"):
+        ctx = multiprocessing.get_context("spawn")
+        self.what = what
+        self.results = ctx.Queue()
+        cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+        pin = len(cores) >= len(worker_args)
+        self.procs = [ctx.Process(target=_pinned, daemon=True,
+                                  args=(target, args, self.results, os.getpid(), cores[i] if pin else None))
+                      for i, args in enumerate(worker_args)]
+        for p in self.procs:
+            p.start()
+
+    def get(self) -> tuple:
+        """The next message of any worker."""
+        while True:
+            try:
+                kind, a, b = self.results.get(timeout=5)
+            except queue.Empty:
+                if any(p.exitcode not in (None, 0) for p in self.procs):
+                    raise RuntimeError(f"A {self.what} process died (out of memory?).") from None
+                continue
+            if kind == "failed":
+                raise RuntimeError(f"A {self.what} process failed:\n{a}")
+            return kind, a, b
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _worker(cfg, task, starts, cache_dir) -> Iterator[tuple]:
+    """A sweep worker: compile the one-device call, then train its calls and yield the arrays."""
+    use_compile_cache(cache_dir)
+    compiled, seconds, mem = compile_call(task, cfg, cfg.seeds_per_call, jax.local_devices()[:1])
+    yield "compiled", seconds, mem
+    for start in starts:
+        yield "done", start, call_results(compiled, cfg, start, cfg.seeds_per_call)
 
 
 def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str | None) -> Iterator:
@@ -149,26 +199,11 @@ def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str
 
     Yields the compile time once every worker has compiled, then (start, arrays) per call.
     """
-    ctx = multiprocessing.get_context("spawn")
-    results = ctx.Queue()
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
-    pin = len(cores) >= n_workers
-    procs = [ctx.Process(target=_worker, daemon=True,
-                         args=(cfg, task, starts[i::n_workers], results, os.getpid(), cache_dir, cores[i] if pin else None))
-             for i in range(n_workers)]
-    for p in procs:
-        p.start()
-    try:
+    args = [(cfg, task, starts[i::n_workers], cache_dir) for i in range(n_workers)]
+    with PinnedPool(_worker, args, "sweep worker") as pool:
         compile_s, early, remaining = [], [], len(starts)
         while remaining:
-            try:
-                kind, a, b = results.get(timeout=5)
-            except queue.Empty:
-                if any(p.exitcode not in (None, 0) for p in procs):
-                    raise RuntimeError("A sweep worker process died (out of memory?).") from None
-                continue
-            if kind == "failed":
-                raise RuntimeError(f"A sweep worker process failed:\n{a}")
+            kind, a, b = pool.get()
             if kind == "compiled":
                 compile_s.append(a)
                 if len(compile_s) == n_workers:
@@ -181,11 +216,6 @@ def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str
                 early.append((a, b))
             else:
                 yield a, b
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-            p.join()
 
 
 def run_calls(task, cfg, starts: list[int], workers: int, log, cache_dir: str | None) -> tuple[Iterator, int]:

@@ -31,6 +31,7 @@ per model and left out of the estimate, its spread and split-R-hat.
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Callable, NamedTuple
@@ -40,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from grokjax import execute
 from grokjax.errors import UserError
 
 CPU_CHAIN_INSTANCES_PER_CALL = 64
@@ -228,21 +230,19 @@ def models_per_call(cfg: LLCConfig, bytes_per_chain: int) -> int:
     return int(min(MAX_MODELS_PER_CALL, 2 ** int(np.log2(fits))))
 
 
-def estimate_llc(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
-                 on_call: Callable | None = None) -> LLCResult:
-    """Estimate the LLC of every model in `params` (leading axis) with `cfg.chains` SGLD chains each.
-
-    `keys` holds one PRNG key per model (e.g. `seed_keys(seed, indices)`). `hparams` (eps, nbeta, gamma; default
-    `cfg.hparams()`) may give one value per model. Models run `models_per_call` at a time, the last call padded
-    with copies of the last model; `on_call(n_models_done)` is called after each call. Returns numpy arrays.
-    """
+def _inputs(loss: LLCLoss, params, keys, cfg: LLCConfig, hparams: dict | None):
+    """(call width, (keys, params, per-model hparams)) as numpy arrays, model axis first."""
     n = len(keys)
     params = jax.tree.map(np.asarray, params)
     per_model_bytes = sum(x[0].nbytes for x in jax.tree.leaves(params))
     width = models_per_call(cfg, loss.bytes_per_chain or 16 * per_model_bytes)
     hp = {k: np.broadcast_to(np.asarray(v, np.float32), (n,)) for k, v in (hparams or cfg.hparams()).items()}
-    inputs = (np.asarray(keys), params, hp)
-    program = llc_program(loss, cfg)
+    return width, (np.asarray(keys), params, hp)
+
+
+def _calls(program, inputs, width: int, on_call: Callable | None = None) -> LLCResult:
+    """`program` on `inputs` `width` models at a time, the last call padded with copies of the last model."""
+    n = len(inputs[0])
     parts = []
     for start in range(0, n, width):
         stop = min(start + width, n)
@@ -252,6 +252,81 @@ def estimate_llc(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hpar
         if on_call:
             on_call(stop)
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def estimate_llc(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
+                 on_call: Callable | None = None) -> LLCResult:
+    """Estimate the LLC of every model in `params` (leading axis) with `cfg.chains` SGLD chains each.
+
+    `keys` holds one PRNG key per model (e.g. `seed_keys(seed, indices)`). `hparams` (eps, nbeta, gamma; default
+    `cfg.hparams()`) may give one value per model. Models run `models_per_call` at a time, the last call padded
+    with copies of the last model; `on_call(n_models_done)` is called after each call. Returns numpy arrays.
+    """
+    width, inputs = _inputs(loss, params, keys, cfg, hparams)
+    return _calls(llc_program(loss, cfg), inputs, width, on_call)
+
+
+def _llc_worker(make_loss: Callable, make_loss_args: tuple, cfg: LLCConfig, calls: list[int], inputs):
+    """An LLC worker process: rebuild the loss, compile the call once, then yield ("done", call, result) for each
+    of `calls` (their inputs, whole calls of `cfg.models_per_call` models, concatenated)."""
+    loss = make_loss(*make_loss_args)
+    width = cfg.models_per_call
+    t0 = time.perf_counter()
+    program = llc_program(loss, cfg).lower(*jax.tree.map(lambda x: x[:width], inputs)).compile()
+    yield "compiled", time.perf_counter() - t0, None
+    for i, call in enumerate(calls):
+        part = jax.tree.map(lambda x: x[i * width:(i + 1) * width], inputs)
+        yield "done", call, _calls(program, part, width)
+
+
+def estimate_llc_in_workers(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
+                            on_call: Callable | None = None, *, make_loss: Callable, make_loss_args: tuple = (),
+                            workers: int = 0, on_compiled: Callable | None = None) -> LLCResult:
+    """`estimate_llc` in `workers` spawned CPU processes (0: one per core), each pinned to its own core: XLA's CPU
+    runtime runs one program at a time on about one core. The models are split into whole calls of
+    `models_per_call`, dealt round-robin; every worker rebuilds the loss as `make_loss(*make_loss_args)` (a
+    module-level function: loss closures cannot be sent to another process) and compiles the same fixed-width
+    program, so the numbers are bit-for-bit those of `estimate_llc`. `on_call(n_models_done)` is called as calls
+    finish, in any order; `on_compiled(seconds)` once every worker has compiled."""
+    width, inputs = _inputs(loss, params, keys, cfg, hparams)
+    cfg = dataclasses.replace(cfg, models_per_call=width)
+    n = len(inputs[0])
+    padded = -(-n // width) * width
+    inputs = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), inputs)
+    n_calls = padded // width
+    workers = min(workers or execute.default_workers(), n_calls)
+    if workers <= 1:
+        return estimate_llc(loss, params, keys, cfg, hparams, on_call)
+    args = []
+    for w in range(workers):
+        calls = list(range(w, n_calls, workers))
+        rows = np.concatenate([np.arange(c * width, (c + 1) * width) for c in calls])
+        args.append((make_loss, make_loss_args, cfg, calls, jax.tree.map(lambda x: x[rows], inputs)))
+    parts, compiled, done = {}, [], 0
+    with execute.PinnedPool(_llc_worker, args, "LLC worker") as pool:
+        while len(parts) < n_calls:
+            kind, a, b = pool.get()
+            if kind == "compiled":
+                compiled.append(a)
+                if len(compiled) == workers and on_compiled:
+                    on_compiled(max(compiled))
+                continue
+            parts[a] = b
+            done += min(width, n - a * width)
+            if on_call:
+                on_call(done)
+    out = jax.tree.map(lambda *xs: np.concatenate(xs), *(parts[c] for c in range(n_calls)))
+    return jax.tree.map(lambda x: x[:n], out)
+
+
+def sweep_loss(sweep_cfg, behavioral: bool = False) -> LLCLoss:
+    """The `mlp_loss` of the models of a sweep with config `sweep_cfg` (a `grokjax.sweep.SweepConfig`), built
+    from the config alone, as an LLC worker process does."""
+    from grokjax.sweep import build_sweep_task
+    from grokjax.train import make_trainer
+
+    task = build_sweep_task(sweep_cfg)
+    return mlp_loss(make_trainer(task, sweep_cfg.train), task, behavioral)
 
 
 def mlp_loss(trainer, task, behavioral: bool = False) -> LLCLoss:
@@ -295,12 +370,14 @@ def checkpoint_keys(seed: int, indices, epochs) -> np.ndarray:
 
 
 def estimate_llc_checkpoints(loss: LLCLoss, checkpoints, keys, cfg: LLCConfig = LLCConfig(),
-                             hparams: dict | None = None, on_call: Callable | None = None) -> LLCResult:
+                             hparams: dict | None = None, on_call: Callable | None = None,
+                             estimate: Callable = estimate_llc) -> LLCResult:
     """The LLC at every checkpoint: `checkpoints` leaves and `keys` are (models, checkpoints, ...), and so are the
-    results (see `checkpoint_keys`)."""
+    results (see `checkpoint_keys`); `estimate` (e.g. `estimate_llc_in_workers` with its options bound) runs the
+    flattened models."""
     n_models, n_ckpt = np.shape(keys)[:2]
     flat = lambda x: np.reshape(x, (n_models * n_ckpt, *np.shape(x)[2:]))
-    out = estimate_llc(loss, jax.tree.map(flat, checkpoints), flat(keys), cfg, hparams, on_call)
+    out = estimate(loss, jax.tree.map(flat, checkpoints), flat(keys), cfg, hparams, on_call)
     return jax.tree.map(lambda x: x.reshape(n_models, n_ckpt, *x.shape[1:]), out)
 
 

@@ -313,6 +313,23 @@ def test_experiment_estimates_every_seed_and_checkpoint_and_figures_draw_them(tm
     assert len(lines) == 2 and lines[0].startswith("LLC vs final train loss: Pearson r = ")
 
 
+def test_experiment_gives_the_same_bits_in_worker_processes(tmp_path, mlp, capsys):
+    """6 runs in 3 calls of 2: two pinned worker processes (calls dealt round-robin, each rebuilding the loss from
+    the sweep config) return exactly the arrays of the in-process run, in run order."""
+    root = write_finished_sweep(tmp_path / "sweep", mlp)
+    fast = ["--steps", "40", "--thin", "4", "--chains", "2", "--models-per-call", "2", "--no-progress", "--overwrite"]
+    code, out, err = run([str(root), *fast, "--workers", "1"], capsys)
+    assert code == 0, err
+    alone = storage.read_arrays(root / "llc.npz")
+    code, out, err = run([str(root), *fast, "--workers", "2"], capsys)
+    assert code == 0, err
+    assert "2 worker processes" in out
+    pooled = storage.read_arrays(root / "llc.npz")
+    assert sorted(pooled) == sorted(alone) and len(np.unique(alone["llc"])) == 6
+    for name in alone:
+        assert np.array_equal(pooled[name], alone[name], equal_nan=True), name
+
+
 def test_experiment_calibrates_with_a_plot(tmp_path, mlp, capsys):
     root = write_finished_sweep(tmp_path / "sweep", mlp)
     code, out, err = run([str(root), "--calibrate", "--first", "2", "--steps", "40", "--thin", "4", "--chains", "2",
