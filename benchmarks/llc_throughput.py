@@ -19,7 +19,7 @@ import time
 import jax
 import numpy as np
 
-from grokjax.execute import default_workers
+from grokjax.execute import worker_count
 from grokjax.llc import LLCConfig, estimate_llc, estimate_llc_in_workers, models_per_call, sweep_loss
 from grokjax.sweep import SweepConfig, build_sweep_task
 from grokjax.train import TrainConfig, make_trainer, seed_keys
@@ -84,8 +84,7 @@ def main():
     _, c_loop = timed(lambda: estimate_llc(loss, first(1), keys[:1], one).llc)
     loop, t_loop = timed(lambda: estimate_llc(loss, first(a.loop_models), keys[:a.loop_models], one).llc)
     loop_rate = a.loop_models * cfg.chains * cfg.steps / t_loop
-    cpu = jax.devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
-    workers = min(a.workers or default_workers(), calls) if cpu else 1
+    workers = worker_count(a.workers, calls)
     if workers > 1:  # timed from the moment every worker has compiled, like the sweep benchmark
         marks = {}
         on_compiled = lambda seconds: marks.update(seconds=seconds, at=time.perf_counter())

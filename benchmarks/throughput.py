@@ -20,6 +20,7 @@ import time
 import jax
 
 from grokjax import execute
+from grokjax.model import param_count
 from grokjax.sweep import SweepConfig, build_sweep_task, default_seeds_per_call
 from grokjax.train import TrainConfig, make_trainer, seed_keys
 
@@ -65,7 +66,7 @@ def work_per_model_epoch(task, cfg: TrainConfig) -> tuple[float, float]:
     n, d, h, m = task.n, cfg.embed_dim, cfg.hidden_dim, task.n_train
     tables = 2 * (2 * n * d * h)  # E_l W_l, E_r W_r
     flops = 3 * (tables + 2 * m * h * n) + (tables + 2 * n * n * h * n) / cfg.log_every
-    n_params = 2 * n * d + 2 * d * h + h * n + n
+    n_params = param_count(n, d, h)
     bytes_ = 4 * (7 * n_params + 8 * m * h + 6 * m * n + (2 * n * n * h + 3 * n * n * n) / cfg.log_every)
     return flops, bytes_
 

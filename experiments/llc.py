@@ -27,7 +27,7 @@ from grokjax import storage
 from grokjax.cli import run_cli
 from grokjax.errors import UserError
 from grokjax.figures import llc_calibration, load_sweep, save_figure, seed_outcomes
-from grokjax.execute import default_workers
+from grokjax.execute import worker_count
 from grokjax.llc import (LLCConfig, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
                          estimate_llc_in_workers, models_per_call, sweep_loss, validate_grid)
 from grokjax.outcomes import category_names
@@ -158,22 +158,13 @@ def _calibration(a, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
     return {"run": runs, **cal._asdict()}, lines
 
 
-def _workers(requested: int, n_calls: int) -> int:
-    """Worker processes for `n_calls` compiled calls: on a one-device CPU `requested` (0: one per core), at most
-    one per call; elsewhere 1 (every call runs here)."""
-    if requested < 0:
-        raise UserError(f"--workers must be a non-negative integer (0: one per core), got {requested}.")
-    cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
-    if requested > 1 and not cpu:
-        raise UserError("Worker processes are for a one-device CPU; on accelerators the calls run in this process.")
-    return max(1, min(requested or (default_workers() if cpu else 1), n_calls))
-
-
 def _estimates(a, sweep, sweep_cfg, loss, params, runs, cfg, label) -> tuple[dict, list[str]]:
     """The LLC of every run (or of every checkpoint of every run): arrays to save and a printed summary."""
     epochs = sweep["traces"]["checkpoint_epochs"] if a.checkpoints else None
     total = len(runs) * (len(epochs) if a.checkpoints else 1)
-    workers = _workers(a.workers, -(-total // cfg.models_per_call))
+    if a.workers < 0:
+        raise UserError(f"--workers must be a non-negative integer (0: one per core), got {a.workers}.")
+    workers = worker_count(a.workers, -(-total // cfg.models_per_call))
     estimate = estimate_llc
     if workers > 1:
         print(f"{workers} worker processes, {cfg.models_per_call} models per call")

@@ -218,15 +218,20 @@ def in_workers(task, cfg, starts: list[int], n_workers: int, log, cache_dir: str
                 yield a, b
 
 
-def run_calls(task, cfg, starts: list[int], workers: int, log, cache_dir: str | None) -> tuple[Iterator, int]:
-    """Run the calls at `starts` as a sweep does: in worker processes on a one-device CPU (`workers` of them,
-    0: one per core), else here on every local device. Returns the iterator of `in_process` / `in_workers`
-    and the number of workers used."""
+def worker_count(requested: int, n_calls: int) -> int:
+    """Worker processes for `n_calls` compiled calls: on a one-device CPU `requested` (0: one per core), at
+    most one per call; elsewhere 1, every call running in this process on every local device."""
     cpu = jax.local_devices()[0].platform == "cpu" and len(jax.local_devices()) == 1
-    workers = min(workers or (default_workers() if cpu else 1), len(starts))
-    if workers > 1 and not cpu:
-        raise UserError("Worker processes are for CPU sweeps; on accelerators every local device is used at once.")
+    if requested > 1 and not cpu:
+        raise UserError("Worker processes are for a one-device CPU; on accelerators every local device is used at once.")
+    return max(1, min(requested or (default_workers() if cpu else 1), n_calls))
+
+
+def run_calls(task, cfg, starts: list[int], workers: int, log, cache_dir: str | None) -> tuple[Iterator, int]:
+    """Run the calls at `starts` as a sweep does: in `worker_count` worker processes on a one-device CPU, else
+    here on every local device. Returns the iterator of `in_process` / `in_workers` and the number of workers."""
+    workers = worker_count(workers, len(starts))
     if workers > 1:
         return in_workers(task, cfg, starts, workers, log, cache_dir), workers
-    return in_process(task, cfg, starts, log), max(workers, 1)
+    return in_process(task, cfg, starts, log), 1
 

@@ -50,6 +50,11 @@ class MLP2(nn.Module):
         return logits
 
 
+def param_count(n: int, embed_dim: int, hidden_dim: int) -> int:
+    """Parameters of MLP2 with its unembedding bias (one bias vector more than without it), for memory estimates."""
+    return 2 * n * embed_dim + 2 * embed_dim * hidden_dim + hidden_dim * n + n
+
+
 def weights_only(params):
     """A PyTree of booleans marking the weights (True) and biases (False) of `params`."""
     return {name: name in WEIGHT_NAMES for name in params}

@@ -1,21 +1,23 @@
-"""A sweep: many seeds of one config, trained in compiled chunks and saved for later analysis.
+"""A sweep: many runs (grid points x seeds) of one config, trained in compiled calls and saved for analysis.
 
 The sweep owns every effect: choosing chunks, progress, writing and resuming.
 Seed i always gets the key `fold_in(PRNGKey(seed), i)`, and every compiled call
-trains exactly `seeds_per_call` seeds (the last one padded). XLA picks kernels
-and reduction orders by shape, so a fixed call width is what makes seed i's
-numbers bit-for-bit independent of `n_seeds` and of the chunk size (a chunk is
-a whole number of calls, written at once); the width is recorded with the
-results like the matmul precision. Each finished chunk is written atomically
-to `chunks/`; at the end they are merged into the results layout and removed:
+trains exactly `seeds_per_call` runs per device (the last one padded). XLA picks
+kernels and reduction orders by shape, so a fixed call width is what makes a
+run's numbers bit-for-bit independent of `n_seeds`, the chunk size, the workers
+and the devices (a chunk is a whole number of calls, written at once); the width
+is recorded with the results like the matmul precision. Each finished chunk is
+written atomically to `chunks/`; at the end they are merged into the results
+layout and removed:
 
     config.json   the sweep config, package versions, git commit, task summary
     task.npz      training pairs and labels, every group's table
-    traces.npz    metrics every log_every epochs, seed axis first
-    seeds.npz     per-seed final values, fit and grok epochs, which groups grokked
-    params/       final parameters of every seed (orbax), seed axis first
-    outcome.json  outcome fractions with confidence intervals
-    run.json      timings, device and chunk size of the run
+    traces.npz    metrics every log_every epochs, run axis first
+    seeds.npz     per run: seed, grid point, final values, fit and grok epochs, which groups grokked
+    params/       final parameters of every run (orbax), run axis first
+    checkpoints/  with keep_every: parameters (runs, checkpoints, ...)
+    outcome.json  outcome fractions with confidence intervals (per grid point)
+    run.json      timings, devices, workers and chunk size of the run
 """
 
 import dataclasses
@@ -34,6 +36,7 @@ from tqdm import tqdm
 from grokjax import execute, storage
 from grokjax.errors import UserError
 from grokjax.groups import parse_group
+from grokjax.model import param_count
 from grokjax.outcomes import CI_METHODS, first_epoch_at_least, format_summary, grokked, outcome_summary
 from grokjax.tasks import Task, build_task
 from grokjax.train import TrainConfig
@@ -130,8 +133,8 @@ def default_seeds_per_call(task: Task, cfg: TrainConfig) -> int:
     if device.platform == "cpu":
         return CPU_SEEDS_PER_CALL
     limit = (device.memory_stats() or {}).get("bytes_limit", 16 * 2**30)
-    n, d, h = task.n, cfg.embed_dim, cfg.hidden_dim
-    n_params = 2 * n * d + 2 * d * h + h * n + n
+    n, h = task.n, cfg.hidden_dim
+    n_params = param_count(n, cfg.embed_dim, h)
     per_seed = 4 * (8 * n_params + 6 * task.n_train * max(h, n) + 3 * n * n * max(h, n))
     fits = max(1, limit // 4 // per_seed)
     return int(min(MAX_SEEDS_PER_CALL, 2 ** int(np.log2(fits))))
@@ -337,8 +340,7 @@ def default_chunk_size(cfg: SweepConfig, task: Task) -> int:
 
 def result_bytes_per_run(cfg: SweepConfig, task: Task) -> int:
     """Host memory one run's saved arrays take: metric trace, final and kept parameters."""
-    n, d, h = task.n, cfg.train.embed_dim, cfg.train.hidden_dim
-    n_params = 2 * n * d + 2 * d * h + h * n + n
+    n_params = param_count(task.n, cfg.train.embed_dim, cfg.train.hidden_dim)
     n_kept = cfg.train.epochs // cfg.train.keep_every + 1 if cfg.train.keep_every else 0
     return 4 * ((cfg.train.n_logs + 1) * (4 + 2 * len(task.groups)) + n_params * (1 + n_kept) + 1)
 
