@@ -12,8 +12,7 @@ weight norm, over training and the calibration grid, and prints the LLC's correl
 import argparse
 
 from grokjax.cli import run_cli
-from grokjax.figures import draw_all, llc_correlation_lines
-from grokjax.jacobian_figures import draw_jacobian, is_jacobian_results
+from grokjax.figures import draw
 
 
 def main(argv=None):
@@ -22,14 +21,8 @@ def main(argv=None):
                                        "experiments/training_jacobian.py")
     p.add_argument("--out", default=None, help="directory for the PNGs (default: RESULTS_DIR/figures)")
     a = p.parse_args(argv)
-    if is_jacobian_results(a.results_dir):
-        for path in draw_jacobian(a.results_dir, a.out):
-            print(path)
-        return
-    for path in draw_all(a.results_dir, a.out):
-        print(path)
-    for line in llc_correlation_lines(a.results_dir):
-        print(line)
+    paths, lines = draw(a.results_dir, a.out)
+    print("\n".join(map(str, paths + lines)))
 
 
 if __name__ == "__main__":

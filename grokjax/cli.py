@@ -1,12 +1,19 @@
-"""What every command-line entry point shares: bad input becomes one sentence and exit status 2."""
+"""What every command-line entry point shares: the options that describe a run, and errors as one sentence.
 
+`add_config_options` adds the problem, model, optimizer and schedule options of a `SweepConfig` to a parser
+(every script that trains takes the same ones, `--model` included); `config_from_args` builds the config and
+`config_options` turns a saved config back into option defaults (for `--resume`). A UserError prints its
+message and exits 2; Ctrl-C exits 130.
+"""
+
+import argparse
 import sys
+
+from grokjax.errors import UserError
 
 
 def run_cli(main, interrupted: str = "Interrupted.") -> None:
     """Run `main()`; a UserError prints its message and exits 2, Ctrl-C prints `interrupted` and exits 130."""
-    from grokjax.errors import UserError
-
     try:
         main()
     except UserError as e:
@@ -15,3 +22,111 @@ def run_cli(main, interrupted: str = "Interrupted.") -> None:
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
+
+
+def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,
+                       schedule: bool = True) -> None:
+    """The options of a run: problem (groups), model, optimizer, schedule. With `grid`, --lr and --weight-decay
+    take several values (a grid swept with the seeds); `weight_decay` overrides the optimizer's default; without
+    `schedule` the script sets the schedule itself (no --epochs, --batch-size, ...)."""
+    from grokjax.models import MODELS
+    from grokjax.optim import OPTIMIZERS, OptimizerSpec
+    from grokjax.problems.group_tasks import TASK_KINDS, GroupsProblem
+    from grokjax.run.specs import PRECISIONS, SweepConfig
+    from grokjax.train import Schedule
+
+    d, o, s = GroupsProblem(), OptimizerSpec(), Schedule()
+    wd = o.weight_decay if weight_decay is None else weight_decay
+    many = dict(nargs="+", type=float) if grid else dict(type=float)
+    g = p.add_argument_group("problem: groups on shared labels")
+    g.add_argument("--groups", nargs="+", default=list(d.groups), metavar="SPEC",
+                   help="group specs on shared labels, e.g. 'S(4)' 'times(A(4),Z(2))' (default: %(default)s)")
+    g.add_argument("--task", choices=TASK_KINDS, default=d.task, help="training set (default: %(default)s)")
+    g.add_argument("--fraction", type=float, default=d.fraction,
+                   help="fraction of the intersection (intersection_fraction) or of a table (iid) (default: %(default)s)")
+    g.add_argument("--group-fractions", type=float, nargs="+", default=list(d.group_fractions), metavar="F",
+                   help="intersection_plus: fraction of each group's own pairs added, one per group")
+    g.add_argument("--iid-group", type=int, default=d.iid_group, help="iid: index of the group whose table is sampled")
+    g.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the training-set sampling (default: %(default)s)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=tuple(MODELS), default="mlp2",
+                   help="mlp2 (Chughtai et al., the published runs), mlp3 (the study code's default: embeddings "
+                        "summed, one layer), linear (default: %(default)s)")
+    g.add_argument("--embed-dim", type=int, default=None, help="D (default: the model's, 32)")
+    g.add_argument("--hidden-dim", type=int, default=None, help="H (default: the model's, mlp2 32, mlp3 64)")
+    g.add_argument("--no-unembed-bias", action="store_true", help="drop the output bias")
+    g = p.add_argument_group("optimizer")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=o.kind, help="(default: %(default)s)")
+    g.add_argument("--lr", default=[o.lr] if grid else o.lr, metavar="LR", **many,
+                   help="learning rate" + ("; several values sweep a grid with every seed" if grid else "") +
+                        " (default: %(default)s)")
+    g.add_argument("--beta1", type=float, default=o.beta1, help="Adam beta1 (default: %(default)s)")
+    g.add_argument("--beta2", type=float, default=o.beta2, help="Adam beta2 (default: %(default)s)")
+    g.add_argument("--eps", type=float, default=o.eps, help="Adam epsilon (default: %(default)s)")
+    g.add_argument("--weight-decay", default=[wd] if grid else wd, metavar="WD", **many,
+                   help="L2 on weights for adam/sgd, decoupled for adamw" +
+                        ("; several values sweep a grid, crossed with the learning rates" if grid else "") +
+                        " (default: %(default)s)")
+    g.add_argument("--momentum", type=float, default=o.momentum, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--matmul-precision", choices=PRECISIONS, default=SweepConfig.matmul_precision,
+                   help="(default: %(default)s)")
+    if not schedule:
+        return
+    g = p.add_argument_group("schedule")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--epochs", type=int, default=s.length, help="epochs to train (default: %(default)s)")
+    length.add_argument("--steps", type=int, default=None,
+                        help="optimizer steps to train instead (needs --batch-size; --log-every and --keep-every "
+                             "then count steps)")
+    g.add_argument("--batch-size", type=int, default=s.batch_size,
+                   help="minibatch size, a fresh permutation every epoch (default: 0, full batch)")
+    g.add_argument("--warmup-steps", type=int, default=s.warmup_steps,
+                   help="linear learning-rate warmup over this many optimizer steps (default: %(default)s)")
+    g.add_argument("--log-every", type=int, default=s.log_every, help="epochs (or steps) between metrics (default: %(default)s)")
+    g.add_argument("--keep-every", type=int, default=s.keep_every,
+                   help="also save every run's parameters and optimizer state every this many epochs (or steps), "
+                        "for analyses over training time (default: only the final ones)")
+
+
+def config_from_args(a, schedule=None, **run):
+    """The SweepConfig of parsed `add_config_options` options; `schedule` replaces the schedule options (for a
+    script without them), `run` gives the run fields (seeds, grid, ...)."""
+    from grokjax.models import MODELS
+    from grokjax.optim import OptimizerSpec
+    from grokjax.problems.group_tasks import GroupsProblem
+    from grokjax.run.specs import SweepConfig
+    from grokjax.train import Schedule
+
+    lr, wd = (a.lr[0], a.weight_decay[0]) if isinstance(a.lr, list) else (a.lr, a.weight_decay)
+    sizes = {k: v for k, v in (("embed_dim", a.embed_dim), ("hidden_dim", a.hidden_dim)) if v is not None}
+    model_cls = MODELS[a.model]
+    if a.model == "linear":
+        if sizes:
+            raise UserError("The linear model has no embedding or hidden sizes.")
+        model = model_cls(bias=not a.no_unembed_bias)
+    else:
+        model = model_cls(**sizes, unembed_bias=not a.no_unembed_bias)
+    if schedule is None:
+        steps = a.steps is not None
+        schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,
+                            "steps" if steps else "epochs", a.warmup_steps)
+    return SweepConfig(
+        problem=GroupsProblem(tuple(a.groups), a.task, a.fraction, tuple(a.group_fractions), a.iid_group, a.data_seed),
+        model=model,
+        optimizer=OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum),
+        schedule=schedule, matmul_precision=a.matmul_precision, **run)
+
+
+def config_options(c) -> dict:
+    """The `add_config_options` option values (as argparse defaults) that rebuild the config `c`."""
+    p, m, o, s = c.problem, c.model, c.optimizer, c.schedule
+    steps = s.unit == "steps"
+    return dict(
+        groups=list(p.groups), task=p.task, fraction=p.fraction, group_fractions=list(p.group_fractions),
+        iid_group=p.iid_group, data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),
+        hidden_dim=getattr(m, "hidden_dim", None), no_unembed_bias=not getattr(m, "unembed_bias", getattr(m, "bias", True)),
+        optimizer=o.kind, lr=list(c.lr_grid or [o.lr]), beta1=o.beta1, beta2=o.beta2, eps=o.eps,
+        weight_decay=list(c.weight_decay_grid or [o.weight_decay]), momentum=o.momentum,
+        epochs=None if steps else s.length, steps=s.length if steps else None, batch_size=s.batch_size,
+        warmup_steps=s.warmup_steps, log_every=s.log_every, keep_every=s.keep_every,
+        matmul_precision=c.matmul_precision)

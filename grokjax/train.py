@@ -1,108 +1,88 @@
-"""One pure training function per (seed key, task, config); everything else transforms it.
+"""One pure training function per (run key, problem data, config); everything else transforms it.
 
-`make_trainer(task, cfg)` returns a `Trainer` of pure functions:
-`init(key) -> state`, `advance(state, hparams, n_logs) -> (state, trace)` and
-`train(key, hparams) -> (state, trace, kept checkpoints)`, the whole run. Training is full batch,
-`lax.scan` over epochs with metrics every `log_every` epochs (a nested scan).
-Hyperparameters that a sweep may vary (learning rate, weight decay) are arrays
-in `hparams`, not constants, so changing them does not recompile.
+`make_trainer(data, cfg)` returns a `Trainer` of pure functions: `init(key) -> state`,
+`advance(state, hparams, n_logs) -> (state, trace)` and `train(key, hparams) -> (state, trace, kept states)`,
+the whole run. `cfg` gives the model, optimizer, schedule and matmul precision (a `grokjax.run.specs.SweepConfig`).
+Training is `lax.scan` over schedule units (epochs or optimizer steps) with metrics every `log_every` units (a
+nested scan). Full batch is the default; with `batch_size` B every epoch draws a fresh permutation of the
+training points from the run's data-order key `fold_in(run key, ORDER_TAG)` and takes ceil(n_train / B) steps,
+the last one smaller (PyTorch's DataLoader with shuffle=True, drop_last=False). Hyperparameters that a sweep may
+vary (learning rate, weight decay) are arrays in `hparams`, not constants, so changing them does not recompile.
 """
 
-import math
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from grokjax.errors import UserError
-from grokjax.model import MLP2, weight_norm, weights_only
-from grokjax.tasks import Task
+from grokjax.models.base import Model, weight_norm
+from grokjax.optim import make_optimizer
+from grokjax.problems.base import Data
+from grokjax.specs import Spec
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-PRECISIONS = ("default", "high", "highest")
+UNITS = ("epochs", "steps")
+ORDER_TAG = 0x0D0
+"""Folded into a run's key for its data order, so the minibatch order is not drawn from the key of its init."""
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Model and optimiser; defaults are the published setup (Adam with L2 decay on weights)."""
+class Schedule(Spec):
+    """How long to train and when to log and keep the state; defaults are the published run (3000 full-batch
+    epochs, metrics every 10).
 
-    embed_dim: int = 32
-    hidden_dim: int = 32
-    unembed_bias: bool = True
-    optimizer: str = "adam"
-    lr: float = 1e-2
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-8
-    weight_decay: float = 2e-5
-    momentum: float = 0.0
-    epochs: int = 3000
+    `length` counts schedule units: epochs, or optimizer steps with `unit="steps"` (then `log_every` and
+    `keep_every` count steps too). `batch_size` 0 is full batch (one step per epoch). `keep_every` K also keeps
+    the whole training state (parameters and optimizer state) every K units; `warmup_steps` raises the learning
+    rate linearly over that many optimizer steps.
+    """
+
+    length: int = 3000
     log_every: int = 10
-    keep_every: int = 0  # keep the parameters every this many epochs (0: only the final ones)
-    matmul_precision: str = "highest"
+    keep_every: int = 0
+    batch_size: int = 0
+    unit: str = "epochs"
+    warmup_steps: int = 0
 
     def __post_init__(self):
-        for name in ("embed_dim", "hidden_dim", "epochs", "log_every"):
+        for name, what in (("length", f"number of {self.unit}"), ("log_every", "log interval")):
             if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', ' ').capitalize()} must be a positive integer, got {getattr(self, name)}.")
-        if self.epochs % self.log_every:
-            raise UserError(f"The number of epochs ({self.epochs}) must be a multiple of the log interval ({self.log_every}).")
-        if self.keep_every < 0 or self.keep_every % self.log_every or (self.keep_every and self.epochs % self.keep_every):
+                raise UserError(f"The {what} must be a positive integer, got {getattr(self, name)}.")
+        if self.length % self.log_every:
+            raise UserError(f"The number of {self.unit} ({self.length}) must be a multiple of the log interval ({self.log_every}).")
+        if self.keep_every < 0 or self.keep_every % self.log_every or (self.keep_every and self.length % self.keep_every):
             raise UserError(f"The checkpoint interval ({self.keep_every}) must be a multiple of the log interval "
-                            f"({self.log_every}) that divides the number of epochs ({self.epochs}).")
-        if self.optimizer not in OPTIMIZERS:
-            raise UserError(f"Unknown optimizer '{self.optimizer}'; expected one of {', '.join(OPTIMIZERS)}.")
-        if self.matmul_precision not in PRECISIONS:
-            raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
-        finite = all(math.isfinite(getattr(self, k)) for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum"))
-        if not finite:
-            raise UserError("Optimizer hyperparameters must be finite numbers.")
-        if not self.lr > 0:
-            raise UserError(f"The learning rate must be positive, got {self.lr}.")
-        if self.weight_decay < 0:
-            raise UserError(f"The weight decay must be non-negative, got {self.weight_decay}.")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.momentum < 1):
-            raise UserError("Adam betas and SGD momentum must lie in [0, 1).")
-        if self.eps < 0:
-            raise UserError(f"Adam epsilon must be non-negative, got {self.eps}.")
+                            f"({self.log_every}) that divides the number of {self.unit} ({self.length}).")
+        if self.unit not in UNITS:
+            raise UserError(f"Unknown schedule unit '{self.unit}'; expected one of {', '.join(UNITS)}.")
+        if self.batch_size < 0 or self.warmup_steps < 0:
+            raise UserError("The batch size and warmup steps must be non-negative integers (batch size 0: full batch).")
+        if self.unit == "steps" and not self.batch_size:
+            raise UserError("A schedule in optimizer steps needs a batch size (full batch: one step is one epoch).")
 
     @property
     def n_logs(self) -> int:
-        return self.epochs // self.log_every
+        return self.length // self.log_every
 
-    def hparams(self) -> dict:
-        """The swept hyperparameters as float32 arrays."""
-        return {"lr": jnp.float32(self.lr), "weight_decay": jnp.float32(self.weight_decay)}
+    def steps_per_epoch(self, n_train: int) -> int:
+        return -(-n_train // self.batch_size) if self.batch_size else 1
 
-
-def make_optimizer(cfg: TrainConfig, hparams: dict, params) -> optax.GradientTransformation:
-    """The optimiser of `cfg` with the (possibly traced) learning rate and weight decay of `hparams`.
-
-    `adam` and `sgd` add L2 decay to the gradients of the weights only (PyTorch's
-    `weight_decay=` semantics); `adamw` decays the weights directly.
-    """
-    lr, wd, mask = hparams["lr"], hparams["weight_decay"], weights_only(params)
-    if cfg.optimizer == "adamw":
-        return optax.adamw(lr, cfg.beta1, cfg.beta2, cfg.eps, weight_decay=wd, mask=mask)
-    if cfg.optimizer == "adam":
-        core = optax.scale_by_adam(cfg.beta1, cfg.beta2, cfg.eps)
-    else:
-        core = optax.trace(decay=cfg.momentum) if cfg.momentum else optax.identity()
-    return optax.chain(optax.add_decayed_weights(wd, mask), core, optax.scale(-lr))
+    def steps_per_unit(self, n_train: int) -> int:
+        return 1 if self.unit == "steps" else self.steps_per_epoch(n_train)
 
 
 class TrainState(NamedTuple):
     params: dict
     opt_state: optax.OptState
-    epoch: jax.Array  # updates done so far
-    fit_epoch: jax.Array  # first epoch with train accuracy 1, or -1
+    epoch: jax.Array  # optimizer steps done so far (with full batch, epochs)
+    fit_epoch: jax.Array  # full batch: first epoch with train accuracy 1, or -1 (minibatches: -1, see the sweep)
+    order_key: jax.Array  # the run's data-order key (unused with full batch)
 
 
 class Metrics(NamedTuple):
-    """Metrics at one logged epoch; `group_*` have a trailing group axis."""
+    """Metrics at one logged time; `group_*` have a trailing axis, one per evaluation set (a group's table)."""
 
     train_loss: jax.Array
     train_acc: jax.Array
@@ -113,35 +93,32 @@ class Metrics(NamedTuple):
 
 
 class Trainer(NamedTuple):
-    """Pure functions of one seed; see `make_trainer`."""
+    """Pure functions of one run; see `make_trainer`."""
 
     init: Callable  # key -> TrainState at epoch 0
-    start: Callable  # params -> TrainState with fresh optimiser state
-    step: Callable  # (state, hparams) -> state after one full-batch update
+    start: Callable  # (params, order_key=None) -> TrainState with fresh optimiser state
+    step: Callable  # (state, hparams) -> state after one optimizer update
     advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
-    train: Callable  # (key, hparams) -> (final state, trace including epoch 0, kept params or None)
+    train: Callable  # (key, hparams) -> (final state, trace including time 0, kept states or None)
     metrics: Callable  # params -> Metrics
-    apply: Callable  # (params, (left, right)) -> logits
+    apply: Callable  # (params, inputs) -> logits
     loss: Callable  # params -> (mean train cross-entropy, every train point correct)
-    model: MLP2
+    model: Model
 
 
-def _split_pairs(pairs: np.ndarray, n: int):
-    return pairs // n, pairs % n
-
-
-def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
-    """Pure functions that train one seed of `cfg` on `task`; vmap them over seeds."""
-    n = task.n
-    model = MLP2(n, cfg.embed_dim, cfg.hidden_dim, cfg.unembed_bias)
-    train_in = _split_pairs(task.train_pairs, n)
-    full_in = _split_pairs(np.arange(n * n), n)
-    train_y, train_idx = jnp.asarray(task.train_labels), jnp.asarray(task.train_pairs)
-    eval_y = jnp.asarray(task.eval_labels)
+def make_trainer(data: Data, cfg) -> Trainer:
+    """Pure functions that train one run of `cfg` (model, optimizer, schedule, matmul precision) on `data`."""
+    sched, n_train = cfg.schedule, data.n_train
+    model = cfg.model.build(data)
+    train_in, full_in = data.columns(data.train_idx), data.columns()
+    train_y, train_idx = jnp.asarray(data.train_labels), jnp.asarray(data.train_idx)
+    eval_y = jnp.asarray(data.eval_labels)
+    batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
+    optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
 
     def apply(params, inputs):
         with jax.default_matmul_precision(cfg.matmul_precision):
-            return model.apply({"params": params}, *inputs)
+            return model.apply(params, inputs)
 
     def loss_fn(params):
         logits = apply(params, train_in)
@@ -149,27 +126,50 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         loss = jnp.mean(jax.nn.logsumexp(logits, -1) - true)
         return loss, jnp.all(true >= logits.max(-1))
 
-    def start(params) -> TrainState:
-        opt_state = make_optimizer(cfg, cfg.hparams(), params).init(params)
-        return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1))
+    def batch_loss(params, rows, weight):
+        """Mean cross-entropy over the training points `rows` with nonzero `weight` (the padding of a last,
+        smaller batch has weight 0); the fit flag is not computed on a minibatch."""
+        logits = apply(params, tuple(jnp.asarray(x)[rows] for x in train_in))
+        ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, train_y[rows][:, None], -1)[:, 0]
+        return jnp.sum(weight * ce) / jnp.sum(weight), jnp.bool_(False)
+
+    def start(params, order_key=None) -> TrainState:
+        opt_state = optimizer(cfg.optimizer.hparams(), params).init(params)
+        key = jnp.zeros(2, jnp.uint32) if order_key is None else order_key
+        return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1), key)
 
     def init(key) -> TrainState:
-        return start(model.init(key, *(x[:1] for x in train_in))["params"])
+        return start(model.init(key), jax.random.fold_in(key, ORDER_TAG))
 
     def step(state: TrainState, hparams) -> TrainState:
-        (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if batch:
+            epoch, within = jnp.divmod(state.epoch, per_epoch)
+            order = jax.random.permutation(jax.random.fold_in(state.order_key, epoch), n_train)
+            order = jnp.concatenate([order, jnp.zeros(per_epoch * batch - n_train, order.dtype)])
+            rows = jax.lax.dynamic_slice(order, (within * batch,), (batch,))
+            weight = (within * batch + jnp.arange(batch) < n_train).astype(jnp.float32)
+            (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight)
+        else:
+            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         fit_epoch = jnp.where((state.fit_epoch < 0) & fitted, state.epoch, state.fit_epoch)
-        updates, opt_state = make_optimizer(cfg, hparams, state.params).update(grads, state.opt_state, state.params)
-        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch)
+        updates, opt_state = optimizer(hparams, state.params).update(grads, state.opt_state, state.params)
+        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch,
+                          state.order_key)
+
+    def unit(state: TrainState, hparams) -> TrainState:
+        """One schedule unit: an optimizer step, or every step of an epoch."""
+        if per_unit == 1:
+            return step(state, hparams)
+        return jax.lax.scan(lambda s, _: (step(s, hparams), None), state, length=per_unit)[0]
 
     def metrics(params) -> Metrics:
         """Metrics of one model; a point counts as correct when its true logit is the largest."""
-        logits = apply(params, full_in)  # (N*N, N), shared by every group's labels
+        logits = apply(params, full_in)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
-        group_true = jnp.take_along_axis(logits[None], eval_y[..., None], -1)[..., 0]  # (groups, N*N)
+        group_true = jnp.take_along_axis(logits[None], eval_y[..., None], -1)[..., 0]  # (sets, n_points)
         train_logits = logits[train_idx]
         true = jnp.take_along_axis(train_logits, train_y[:, None], -1)[:, 0]
-        others = jnp.where(jax.nn.one_hot(train_y, n, dtype=bool), -jnp.inf, train_logits).max(-1)
+        others = jnp.where(jax.nn.one_hot(train_y, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
         return Metrics(
             train_loss=jnp.mean(lse[train_idx] - true),
             train_acc=jnp.mean(true >= top[train_idx]),
@@ -180,30 +180,30 @@ def make_trainer(task: Task, cfg: TrainConfig) -> Trainer:
         )
 
     def advance(state: TrainState, hparams, n_logs: int):
-        """Train `n_logs * log_every` epochs from `state`; metrics after every `log_every`."""
+        """Train `n_logs * log_every` schedule units from `state`; metrics after every `log_every`."""
 
         def log_block(state, _):
-            state, _ = jax.lax.scan(lambda s, _: (step(s, hparams), None), state, length=cfg.log_every)
+            state, _ = jax.lax.scan(lambda s, _: (unit(s, hparams), None), state, length=sched.log_every)
             return state, metrics(state.params)
 
         return jax.lax.scan(log_block, state, length=n_logs)
 
     def train(key, hparams):
-        """The whole run: init, then all epochs. The trace includes epoch 0; with `cfg.keep_every`, the
-        parameters at epochs 0, keep_every, 2 keep_every, ... are returned too (else None)."""
+        """The whole run: init, then every unit. The trace includes time 0; with `keep_every`, the states at
+        0, keep_every, 2 keep_every, ... are returned too (else None)."""
         state = init(key)
-        start_params, first = state.params, metrics(state.params)
-        if not cfg.keep_every:
-            state, trace = advance(state, hparams, cfg.n_logs)
+        first_state, first = state, metrics(state.params)
+        if not sched.keep_every:
+            state, trace = advance(state, hparams, sched.n_logs)
             kept = None
         else:
             def keep_block(state, _):
-                state, trace = advance(state, hparams, cfg.keep_every // cfg.log_every)
-                return state, (trace, state.params)
+                state, trace = advance(state, hparams, sched.keep_every // sched.log_every)
+                return state, (trace, state)
 
-            state, (trace, kept) = jax.lax.scan(keep_block, state, length=cfg.epochs // cfg.keep_every)
+            state, (trace, kept) = jax.lax.scan(keep_block, state, length=sched.length // sched.keep_every)
             trace = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), trace)
-            kept = _prepend(start_params, kept)
+            kept = _prepend(first_state, kept)
         return state, _prepend(first, trace), kept
 
     return Trainer(init, start, step, advance, train, metrics, apply, loss_fn, model)

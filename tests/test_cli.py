@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cli_runner import run_main
-from grokjax.storage import PACKAGES
+from grokjax.run.storage import PACKAGES
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "sweep_intersection.py"
 TINY = ["--epochs", "10", "--log-every", "5", "--n-seeds", "2", "--groups", "S(3)", "times(A(3),Z(2))", "--no-progress"]
@@ -95,12 +95,15 @@ def test_tiny_run_succeeds(finished_run):
     for name in ("both", "S(3) only", "times(A(3),Z(2)) only", "neither"):
         assert any(line.startswith(name) for line in lines), out
     assert sorted(p.name for p in root.iterdir()) == sorted(
-        ["config.json", "task.npz", "traces.npz", "seeds.npz", "outcome.json", "params", "run.json"])
+        ["config.json", "task.npz", "traces.npz", "seeds.npz", "outcome.json", "params", "opt_state", "run.json"])
     assert (root / "params").is_dir() and not (root / "chunks").exists()
     config = json.loads((root / "config.json").read_text())
-    assert config["sweep"]["groups"] == ["S(3)", "times(A(3),Z(2))"]
-    assert config["sweep"]["n_seeds"] == 2 and config["sweep"]["task"] == "intersection"
-    assert config["sweep"]["train"]["epochs"] == 10 and config["sweep"]["train"]["log_every"] == 5
+    assert config["schema"] == 2
+    problem, model, schedule = config["sweep"]["problem"], config["sweep"]["model"], config["sweep"]["schedule"]
+    assert problem["kind"] == "groups" and problem["groups"] == ["S(3)", "times(A(3),Z(2))"]
+    assert config["sweep"]["n_seeds"] == 2 and problem["task"] == "intersection"
+    assert model == {"kind": "mlp2", "embed_dim": 32, "hidden_dim": 32, "unembed_bias": True}
+    assert schedule["length"] == 10 and schedule["unit"] == "epochs" and schedule["log_every"] == 5
     assert config["task"] == {"n": 6, "n_train": 24, "group_names": ["S(3)", "times(A(3),Z(2))"]}
     packages = config["environment"]["packages"]
     assert set(packages) == set(PACKAGES)
@@ -170,7 +173,7 @@ BAD_RUNS = [
     (["--groups", "Z(2)", "swapped.npy"], "The training set is empty"),
     (["--groups", "S(3)", "--task", "iid", "--fraction", "0.01"], "The training set is empty"),  # round(0.36) = 0
     (["--n-seeds", "0"], "number of seeds must be a positive integer, got 0"),
-    (["--epochs", "0"], "Epochs must be a positive integer, got 0"),
+    (["--epochs", "0"], "The number of epochs must be a positive integer, got 0"),
     (["--epochs", "7"], "multiple of the log interval"),
     (["--embed-dim", "-1"], "Embed dim must be a positive integer, got -1"),
     (["--hidden-dim", "0"], "Hidden dim must be a positive integer, got 0"),
@@ -234,8 +237,8 @@ def test_output_path_is_a_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, fragment", [
     ([], "already exists"),
-    (["--epochs", "0", "--overwrite"], "Epochs must be a positive integer"),
-    (["--lr", "0.02", "--resume"], "its config differs in train.lr."),
+    (["--epochs", "0", "--overwrite"], "The number of epochs must be a positive integer"),
+    (["--lr", "0.02", "--resume"], "its config differs in optimizer.lr."),
     (["--n-seeds", "3", "--resume"], "its config differs in n_seeds."),
 ])
 def test_refused_runs_leave_existing_results_unchanged(results_copy, capsys, extra, fragment):
@@ -271,12 +274,12 @@ def test_overwrite_refuses_a_directory_that_is_not_a_results_directory(tmp_path,
 
 
 def test_overwrite_refuses_a_directory_with_a_foreign_config_json(tmp_path, monkeypatch, capsys):
-    import grokjax.sweep
+    import grokjax.run.sweep
 
     def stop(*args, **kwargs):  # stop right after the directory is prepared: no training needed to see the loss
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(grokjax.sweep, "_write_start", stop)
+    monkeypatch.setattr(grokjax.run.sweep, "_write_start", stop)
     out = tmp_path / "project"
     out.mkdir()
     (out / "config.json").write_text('{"name": "my-app"}')

@@ -11,8 +11,11 @@ import pytest
 from scipy.stats import pearsonr, spearmanr
 
 from grokjax.errors import UserError
-from grokjax.figures import draw_all, llc_correlations, load_llc, load_sweep, seed_outcomes
-from grokjax.outcomes import outcome_summary
+from grokjax.figures.common import seed_outcomes
+from grokjax.figures.llc import llc_correlations, load_llc
+from grokjax.figures.sweep import draw_all
+from grokjax.run.results import load_sweep
+from grokjax.analysis.outcomes import outcome_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUPS = ["S(4)", "times(A(4),Z(2))"]

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import grokjax.groups as groups_module
+import grokjax.problems.groups as groups_module
 from grokjax.errors import UserError
-from grokjax.groups import (
+from grokjax.problems.groups import (
     GroupError,
     alternating,
     cyclic,

@@ -14,17 +14,18 @@ import optax
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from grokjax import jacobian as jac
+from grokjax.analysis import jacobian as jac
 from cli_runner import run_main
 from grokjax.errors import UserError
-from grokjax.groups import parse_group
-from grokjax.jacobian_figures import draw_jacobian, is_jacobian_results, load_jacobian
-from grokjax.model import WEIGHT_NAMES
-from grokjax.tasks import build_task
-from grokjax.train import TrainConfig, make_optimizer, make_trainer, seed_keys
+from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results, load_jacobian
+from configs import small
+from grokjax.optim import make_optimizer
+from grokjax.problems import GroupsProblem
+from grokjax.train import make_trainer, seed_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-TASK = build_task([parse_group("Z(5)")], "iid", 0.6)
+PROBLEM = GroupsProblem(("Z(5)",), "iid", 0.6)
+TASK, DATA = PROBLEM.task_of(), PROBLEM.build()
 EPOCHS = (0, 1, 4, 9)
 # GD on ½ wᵀAw multiplies w by M = I - ηA each step. Eigenvalues m of M: two directions kept (m = 1, the
 # bulk), one amplified, two shrunk, two shrunk with a sign flip every step; the |m| are otherwise distinct.
@@ -89,25 +90,25 @@ def test_top_singular_on_a_quadratic_finds_the_amplified_direction():
 
 @pytest.mark.parametrize("momentum", [0.0, 0.5])
 def test_pure_weight_decay_gives_a_scaled_identity_on_weights_and_identity_on_the_bias(momentum):
-    cfg = TrainConfig(embed_dim=2, hidden_dim=3, optimizer="sgd", lr=0.5, weight_decay=0.1, momentum=momentum)
-    params0 = make_trainer(TASK, cfg).init(jax.random.PRNGKey(0)).params
+    cfg = small(problem=PROBLEM, embed_dim=2, hidden_dim=3, kind="sgd", lr=0.5, weight_decay=0.1, momentum=momentum)
+    params0 = make_trainer(DATA, cfg).init(jax.random.PRNGKey(0)).params
 
     def start(params):
-        return params, make_optimizer(cfg, cfg.hparams(), params).init(params)
+        return params, make_optimizer(cfg.optimizer, cfg.hparams(), params).init(params)
 
     def step(state):  # the project's optimiser with a zero loss: only the L2 term acts
         params, opt_state = state
         zero = jax.tree.map(jnp.zeros_like, params)
-        updates, opt_state = make_optimizer(cfg, cfg.hparams(), params).update(zero, opt_state, params)
+        updates, opt_state = make_optimizer(cfg.optimizer, cfg.hparams(), params).update(zero, opt_state, params)
         return optax.apply_updates(params, updates), opt_state
 
     j = jac.jacobian(jac.Dynamics(start, step, lambda s: s[0]), params0, EPOCHS)
     # (θ, m) -> (θ - lr(μm + wd θ), μm + wd θ): J_T is the (θ, θ) entry of the T-th power, times I.
-    lr, wd, mu = np.float32(cfg.lr), np.float32(cfg.weight_decay), cfg.momentum
+    lr, wd, mu = np.float32(0.5), np.float32(0.1), momentum
     step_matrix = np.array([[1 - lr * wd, -lr * mu], [wd, mu]])
     weights = np.zeros(j.shape[1], bool)
     for leaf in jac.param_layout(params0):
-        weights[leaf["offset"]: leaf["offset"] + int(np.prod(leaf["shape"]))] = leaf["name"] in WEIGHT_NAMES
+        weights[leaf["offset"]: leaf["offset"] + int(np.prod(leaf["shape"]))] = not leaf["name"].startswith("b_")
     assert jac.param_layout(params0)[0]["name"] == "b_unembed" and not weights[:TASK.n].any() and weights[TASK.n:].all()
     for i, t in enumerate(EPOCHS):
         scale = np.linalg.matrix_power(step_matrix, t)[0, 0]
@@ -115,11 +116,11 @@ def test_pure_weight_decay_gives_a_scaled_identity_on_weights_and_identity_on_th
 
 
 def test_adam_jacobian_columns_match_central_finite_differences_in_float64():
-    cfg = TrainConfig(embed_dim=3, hidden_dim=4, weight_decay=0.01)
+    cfg = small(problem=PROBLEM, embed_dim=3, hidden_dim=4, weight_decay=0.01)
     with jax.enable_x64(True):
-        trainer = make_trainer(TASK, cfg)
+        trainer = make_trainer(DATA, cfg)
         params0 = jax.tree.map(lambda x: x.astype(jnp.float64), trainer.init(jax.random.PRNGKey(2)).params)
-        hparams = {k: jnp.float64(getattr(cfg, k)) for k in ("lr", "weight_decay")}
+        hparams = {k: jnp.float64(getattr(cfg.optimizer, k)) for k in ("lr", "weight_decay")}
         dyn = jac.trainer_dynamics(trainer, hparams)
         epochs = (3, 12)
         dense = jac.jacobian(dyn, params0, epochs)
@@ -189,8 +190,9 @@ def test_experiment_saves_spectra_of_the_sweeps_training_and_top_k_agrees_with_t
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "custom.npz", "figures", "run.json"]
 
     # θ_T is what the sweep's own vmapped training gives these seeds after T epochs.
-    cfg = TrainConfig(embed_dim=3, hidden_dim=3, weight_decay=2e-4, epochs=40, log_every=40)
-    trainer = make_trainer(build_task([parse_group("Z(4)")], "iid", 0.75), cfg)
+    cfg = small(problem=GroupsProblem(("Z(4)",), "iid", 0.75), embed_dim=3, hidden_dim=3, weight_decay=2e-4,
+                epochs=40, log_every=40)
+    trainer = make_trainer(cfg.problem.build(), cfg)
     trace = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))(seed_keys(0, [0, 1]), cfg.hparams())[1]
     for name in ("train_loss", "weight_norm"):
         np.testing.assert_allclose(dense[name][:, -1], getattr(trace, name)[:, -1], rtol=1e-5, err_msg=name)
@@ -230,5 +232,5 @@ def test_experiment_refuses_bad_input_and_writes_nothing(tmp_path, capsys, extra
 
 
 def test_figures_module_never_imports_jax():
-    code = "import sys, grokjax.jacobian_figures; assert 'jax' not in sys.modules"
+    code = "import sys, grokjax.figures.jacobian; assert 'jax' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

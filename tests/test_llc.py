@@ -12,15 +12,17 @@ import numpy as np
 import pytest
 from scipy.integrate import quad
 
-from grokjax import storage
+from grokjax.run import storage
 from cli_runner import run_main
 from grokjax.errors import UserError
-from grokjax.figures import draw_all, llc_correlation_lines
-from grokjax.llc import (LLCConfig, LLCLoss, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
-                         mlp_loss, split_rhat)
-from grokjax.outcomes import outcome_summary
-from grokjax.sweep import SweepConfig, build_sweep_task
-from grokjax.train import TrainConfig, make_trainer, seed_keys
+from configs import small
+from grokjax.figures.llc import llc_correlation_lines
+from grokjax.figures.sweep import draw_all
+from grokjax.analysis.llc import (LLCConfig, LLCLoss, calibrate, checkpoint_keys, estimate_llc, estimate_llc_checkpoints,
+                                  model_loss, split_rhat)
+from grokjax.analysis.outcomes import outcome_summary
+from grokjax.run.specs import config_json
+from grokjax.train import make_trainer, seed_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 HESSIAN = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
@@ -154,12 +156,12 @@ def test_split_rhat_matches_the_reference_and_ignores_invalid_chains():
 @pytest.fixture(scope="module")
 def mlp():
     """A small MLP2 task (S(3) vs A(3) x Z(2), D = H = 8), its trainer and the initial parameters of 6 seeds."""
-    cfg = SweepConfig(groups=("S(3)", "times(A(3),Z(2))"), n_seeds=6, seeds_per_call=4,
-                      train=TrainConfig(embed_dim=8, hidden_dim=8, epochs=20, log_every=10))
-    task = build_sweep_task(cfg)
-    trainer = make_trainer(task, cfg.train)
+    cfg = small(epochs=20, log_every=10, n_seeds=6, seeds_per_call=4)
+    task, data = cfg.problem.task_of(), cfg.problem.build()
+    trainer = make_trainer(data, cfg)
     params = jax.tree.map(np.asarray, jax.vmap(trainer.init)(seed_keys(0, np.arange(6))).params)
-    return {"cfg": cfg, "task": task, "trainer": trainer, "params": params, "loss": mlp_loss(trainer, task)}
+    return {"cfg": cfg, "task": task, "data": data, "trainer": trainer, "params": params,
+            "loss": model_loss(trainer, data)}
 
 
 SHORT = LLCConfig(steps=60, chains=2, thin=5, models_per_call=4)  # 4 thinned draws after burn-in
@@ -181,7 +183,7 @@ def test_a_model_gives_the_same_bits_alone_or_among_others(mlp):
 
 
 def test_behavioral_llc_starts_at_zero_loss(mlp):
-    r = estimate_llc(mlp_loss(mlp["trainer"], mlp["task"], behavioral=True), take(mlp["params"], [0, 1]),
+    r = estimate_llc(model_loss(mlp["trainer"], mlp["data"], behavioral=True), take(mlp["params"], [0, 1]),
                      seed_keys(7, [0, 1]), SHORT)
     assert np.all(r.baseline == 0) and np.all(r.loss_trace[:, :, 0] == 0)
     assert np.all(np.isfinite(r.llc)) and np.all(r.loss_trace[:, :, 1:] > 0)
@@ -203,7 +205,7 @@ def test_the_mlp_losses_are_kl_from_the_outputs_at_w_star_and_means_over_the_min
     kl_points = np.sum(np.exp(log_p_star) * (log_p_star - log_p), -1)
     reverse = np.mean(np.sum(np.exp(log_p) * (log_p - log_p_star), -1))
     ce_points = -log_p[np.arange(len(log_p)), task.train_labels]
-    behavioral = mlp_loss(trainer, task, behavioral=True).loss_at(w_star)
+    behavioral = model_loss(trainer, mlp["data"], behavioral=True).loss_at(w_star)
     standard = mlp["loss"].loss_at(w_star)
     assert float(behavioral(w, None)) == pytest.approx(kl_points.mean(), rel=1e-4)
     assert abs(reverse / kl_points.mean() - 1) > 1e-2  # the test tells the two directions apart
@@ -269,9 +271,7 @@ def write_finished_sweep(root: Path, mlp) -> Path:
     task, params = mlp["task"], mlp["params"]
     grokked = np.array([[True, True], [True, False], [False, False], [False, False], [True, False], [False, False]])
     names = [g.name for g in task.groups]
-    config = {"sweep": mlp["cfg"].to_dict(), "task": {"n": task.n, "n_train": task.n_train, "group_names": names},
-              "environment": {}}
-    storage.write_json(root / "config.json", config)
+    storage.write_json(root / "config.json", config_json(mlp["cfg"], mlp["data"].summary, {}))
     rng = np.random.default_rng(0)
     epochs = np.array([0, 10, 20])
     storage.write_arrays(root / "traces.npz", {"epochs": epochs, "checkpoint_epochs": epochs,
@@ -363,24 +363,26 @@ def test_experiment_refuses_an_unfinished_sweep_or_replacing_results(tmp_path, m
 
 
 def test_experiment_writes_both_results_or_neither_and_reports_undetermined_rhat(tmp_path, monkeypatch):
-    import runpy
+    from grokjax.run.llc import _rhat_line
+    from grokjax.run.outdir import write_together
 
-    module = runpy.run_path(str(ROOT / "experiments" / "llc.py"))
     outputs = [tmp_path / "llc.npz", tmp_path / "llc.json"]
     outputs[0].write_bytes(b"earlier")
+    writers = {outputs[0]: lambda path: storage.write_arrays(path, {"llc": np.ones(2)}),
+               outputs[1]: lambda path: storage.write_json(path, {"kind": "llc"})}
 
     def fail(path, obj):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(storage, "write_json", fail)
     with pytest.raises(UserError, match="No space left on device") as e:
-        module["_write_all_or_nothing"](outputs, {"llc": np.ones(2)}, {"kind": "llc"})
+        write_together(writers)
     assert "\n" not in str(e.value) and outputs[0].read_bytes() == b"earlier"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["llc.npz"]  # no partial files left behind
     monkeypatch.undo()
-    module["_write_all_or_nothing"](outputs, {"llc": np.ones(2)}, {"kind": "llc"})
+    write_together(writers)
     assert storage.read_arrays(outputs[0])["llc"].tolist() == [1, 1]
     assert storage.read_json(outputs[1]) == {"kind": "llc"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["llc.json", "llc.npz"]
-    line = module["_rhat_line"](np.array([1.01, 1.2, np.nan]), 4, np.array([0, 0, 3]))
+    line = _rhat_line(np.array([1.01, 1.2, np.nan]), 4, np.array([0, 0, 3]))
     assert "split-R-hat above 1.1: 1 of 3" in line and "undetermined (NaN" in line and line.endswith(": 1")

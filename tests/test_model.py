@@ -3,7 +3,8 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-from grokjax.model import MLP2, weight_norm, weights_only
+from grokjax.models import weight_norm, weights_only
+from grokjax.models.mlp2 import MLP2
 
 N, D, H = 24, 32, 16
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from grokjax.outcomes import category_names, first_epoch_at_least, format_summary, grokked, outcome_summary
+from grokjax.analysis.outcomes import category_names, first_epoch_at_least, format_summary, grokked, outcome_summary
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 NAMES = ["S(4)", "times(A(4),Z(2))"]

@@ -10,23 +10,23 @@ from pathlib import Path
 import dataclasses
 import json
 
+import jax
 import numpy as np
 
-from grokjax.figures import draw_all
-from grokjax.storage import load_params, read_arrays
-from grokjax.sweep import SweepConfig, run_sweep
-from grokjax.train import TrainConfig
+from configs import S3_VS_A3Z2, small
+from grokjax.figures.sweep import draw_all
+from grokjax.run.storage import load_params, read_arrays
+from grokjax.run.sweep import run_sweep
 
 SCRIPT = Path(__file__).parents[1] / "experiments" / "sweep_intersection.py"
-GROUPS = ("S(3)", "times(A(3),Z(2))")
+GROUPS = S3_VS_A3Z2
 
 
 QUIET = dict(progress=False, log=lambda *_: None)
 
 
 def tiny(n_seeds, epochs=30, log_every=5, **kw):
-    train = TrainConfig(embed_dim=8, hidden_dim=8, epochs=epochs, log_every=log_every)
-    return SweepConfig(groups=GROUPS, n_seeds=n_seeds, seeds_per_call=4, train=train, **kw)
+    return small(epochs=epochs, log_every=log_every, n_seeds=n_seeds, seeds_per_call=4, **kw)
 
 
 def arrays(root: Path, runs) -> dict:
@@ -35,7 +35,7 @@ def arrays(root: Path, runs) -> dict:
     for name in ("traces", "seeds"):
         for k, v in read_arrays(root / f"{name}.npz").items():
             out[f"{name}/{k}"] = v if k in ("epochs", "checkpoint_epochs") else v[runs]
-    for part in ("params", "checkpoints"):
+    for part in ("params", "opt_state", "checkpoints", "checkpoint_opt_state"):
         if (root / part).exists():
             out.update({f"{part}/{k}": v[runs] for k, v in load_params(root / part).items()})
     return out
@@ -92,8 +92,8 @@ def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
     seeds = read_arrays(tmp_path / "grid" / "seeds.npz")
     assert seeds["seed"].tolist() == [0, 1, 2] * 4 and seeds["grid_index"].tolist() == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
     assert np.allclose(seeds["lr"], [1e-2] * 6 + [3e-3] * 6) and np.allclose(seeds["weight_decay"], [0, 0, 0, 1e-3, 1e-3, 1e-3] * 2)
-    point = dataclasses.replace(grid.train, lr=3e-3, weight_decay=1e-3)
-    run_sweep(dataclasses.replace(grid, lr_grid=(), weight_decay_grid=(), train=point), tmp_path / "one", workers=1, **QUIET)
+    point = dataclasses.replace(grid.optimizer, lr=3e-3, weight_decay=1e-3)
+    run_sweep(dataclasses.replace(grid, lr_grid=(), weight_decay_grid=(), optimizer=point), tmp_path / "one", workers=1, **QUIET)
     mine = arrays(tmp_path / "grid", slice(9, 12))
     theirs = arrays(tmp_path / "one", slice(3))
     for key in ("seeds/seed", "seeds/grid_index", "seeds/lr", "seeds/weight_decay"):
@@ -108,16 +108,18 @@ def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
 
 def test_kept_checkpoints_match_the_trace_and_final_parameters(tmp_path):
     run_sweep(tiny(5), tmp_path / "plain", workers=1, **QUIET)
-    keeping = dataclasses.replace(tiny(5), train=dataclasses.replace(tiny(5).train, keep_every=10))
-    run_sweep(keeping, tmp_path / "kept", workers=1, **QUIET)
+    run_sweep(tiny(5, keep_every=10), tmp_path / "kept", workers=1, **QUIET)
     plain, kept = arrays(tmp_path / "plain", slice(5)), arrays(tmp_path / "kept", slice(5))
     assert kept.pop("traces/checkpoint_epochs").tolist() == [0, 10, 20, 30]
-    checkpoints = {k.split("/")[1]: kept.pop(k) for k in list(kept) if k.startswith("checkpoints/")}
+    assert np.array_equal(kept.pop("traces/checkpoint_fit_epoch")[:, -1], plain["seeds/fit_epoch"])
+    checkpoints = {k: kept.pop(k) for k in list(kept) if k.startswith("checkpoint")}
     assert_identical(plain, kept)
     for name, final in plain.items():
-        if name.startswith("params/"):
-            assert checkpoints[name.split("/")[1]].shape == (5, 4, *final.shape[1:])
-            assert np.array_equal(checkpoints[name.split("/")[1]][:, -1], final)
+        part, leaf = name.split("/", 1)
+        if part in ("params", "opt_state"):
+            saved = checkpoints[f"{'checkpoints' if part == 'params' else 'checkpoint_opt_state'}/{leaf}"]
+            assert saved.shape == (5, 4, *final.shape[1:])
+            assert np.array_equal(saved[:, -1], final)
 
 
 def test_killed_sweep_resumes_to_the_same_arrays(tmp_path):
@@ -155,3 +157,24 @@ def test_second_run_of_a_config_takes_its_program_from_the_compile_cache(tmp_pat
     assert sorted(p.name for p in cache.iterdir()) == entries  # nothing new was compiled
     assert_identical(arrays(tmp_path / "a", slice(3)), arrays(tmp_path / "b", slice(3)))
 
+
+
+def test_a_run_resumed_from_its_checkpoint_ends_with_the_bits_of_the_uninterrupted_run(tmp_path):
+    from grokjax.run.states import continue_runs, load_states
+    from grokjax.run.sweep import run_inputs
+
+    cfg = tiny(5, keep_every=10)
+    run_sweep(cfg, tmp_path / "kept", workers=1, **QUIET)
+    kept = load_states(tmp_path / "kept", cfg, checkpoints=True)
+    final = load_states(tmp_path / "kept", cfg)
+    at_10 = jax.tree.map(lambda x: x[:, 1], kept)  # checkpoint 1: epoch 10 of 30
+    assert at_10.epoch.tolist() == [10] * 5
+    hparams = run_inputs(cfg)[1]
+    resumed, trace = continue_runs(cfg, at_10, hparams, n_logs=4, workers=1)
+    for got, want in zip(jax.tree.leaves((resumed.params, resumed.opt_state)), jax.tree.leaves((final.params, final.opt_state))):
+        assert got.dtype == want.dtype and np.array_equal(got, want)
+    saved = read_arrays(tmp_path / "kept" / "traces.npz")
+    assert np.array_equal(trace.train_loss, saved["train_loss"][:, 3:])  # epochs 15 .. 30
+    fresh, _ = continue_runs(cfg, at_10, hparams, n_logs=4, fresh_optimizer=True, workers=1)
+    assert not np.array_equal(fresh.params["w_left"], final.params["w_left"])  # Adam restarted: another path
+    assert fresh.opt_state[1].count.tolist() == [20] * 5  # the fresh optimizer counted only the 20 new steps

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from grokjax.errors import UserError
-from grokjax.groups import parse_group
-from grokjax.tasks import build_task
+from grokjax.problems.groups import parse_group
+from grokjax.problems.group_tasks import build_task
 
 S4 = parse_group("S(4)")
 A4Z2 = parse_group("times(A(4),Z(2))")

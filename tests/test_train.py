@@ -4,11 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from grokjax.groups import parse_group
-from grokjax.tasks import build_task
-from grokjax.train import TrainConfig, make_trainer
+from configs import S3_VS_A3Z2, small
+from grokjax.problems import GroupsProblem
+from grokjax.train import make_trainer
 
-TASK = build_task([parse_group("S(3)"), parse_group("times(A(3),Z(2))")])
+PROBLEM = GroupsProblem(S3_VS_A3Z2)
+TASK, DATA = PROBLEM.task_of(), PROBLEM.build()
 N = TASK.n
 
 
@@ -31,7 +32,7 @@ def numpy_grads(p, pairs, labels):
 
 
 def first_steps(cfg, n_steps):
-    trainer = make_trainer(TASK, cfg)
+    trainer = make_trainer(DATA, cfg)
     state = trainer.init(jax.random.PRNGKey(3))
     p0 = jax.tree.map(lambda x: np.asarray(x, np.float64), state.params)
     steps = [state]
@@ -42,35 +43,36 @@ def first_steps(cfg, n_steps):
 
 
 def test_two_adam_steps_match_pytorch_adam_with_l2_on_weights():
-    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=2, log_every=1, weight_decay=0.05)
+    cfg = small(epochs=2, log_every=1, weight_decay=0.05)
     p, got = first_steps(cfg, 2)
+    o = cfg.optimizer
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v = {k: np.zeros_like(x) for k, x in p.items()}
     for t in (1, 2):
         g = numpy_grads(p, TASK.train_pairs, TASK.train_labels)
         for k in p:
             if k != "b_unembed":
-                g[k] = g[k] + cfg.weight_decay * p[k]  # L2 added to the gradient, weights only
-            m[k] = cfg.beta1 * m[k] + (1 - cfg.beta1) * g[k]
-            v[k] = cfg.beta2 * v[k] + (1 - cfg.beta2) * g[k] ** 2
-            m_hat, v_hat = m[k] / (1 - cfg.beta1**t), v[k] / (1 - cfg.beta2**t)
-            p[k] = p[k] - cfg.lr * m_hat / (np.sqrt(v_hat) + cfg.eps)
+                g[k] = g[k] + o.weight_decay * p[k]  # L2 added to the gradient, weights only
+            m[k] = o.beta1 * m[k] + (1 - o.beta1) * g[k]
+            v[k] = o.beta2 * v[k] + (1 - o.beta2) * g[k] ** 2
+            m_hat, v_hat = m[k] / (1 - o.beta1**t), v[k] / (1 - o.beta2**t)
+            p[k] = p[k] - o.lr * m_hat / (np.sqrt(v_hat) + o.eps)
         for k in p:
             np.testing.assert_allclose(got[t - 1][k], p[k], rtol=2e-5, atol=2e-6, err_msg=f"step {t}, {k}")
 
 
 def test_sgd_step_decays_weights_but_not_the_bias():
-    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=1, log_every=1, optimizer="sgd", lr=0.5, weight_decay=0.1)
+    cfg = small(epochs=1, log_every=1, kind="sgd", lr=0.5, weight_decay=0.1)
     p, (got,) = first_steps(cfg, 1)
     g = numpy_grads(p, TASK.train_pairs, TASK.train_labels)
     for k in p:
-        decay = 0 if k == "b_unembed" else cfg.weight_decay * p[k]
-        np.testing.assert_allclose(got[k], p[k] - cfg.lr * (g[k] + decay), rtol=1e-5, atol=1e-6)
+        decay = 0 if k == "b_unembed" else 0.1 * p[k]
+        np.testing.assert_allclose(got[k], p[k] - 0.5 * (g[k] + decay), rtol=1e-5, atol=1e-6)
 
 
 def test_metrics_match_numpy():
-    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=1, log_every=1)
-    trainer = make_trainer(TASK, cfg)
+    cfg = small(epochs=1, log_every=1)
+    trainer = make_trainer(DATA, cfg)
     params = trainer.init(jax.random.PRNGKey(5)).params
     got = trainer.metrics(params)
     p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
@@ -89,16 +91,16 @@ def test_metrics_match_numpy():
 
 
 def test_fit_epoch_is_the_first_epoch_with_train_accuracy_one():
-    cfg = TrainConfig(embed_dim=16, hidden_dim=16, epochs=60, log_every=1)
-    state, trace, _ = jax.jit(make_trainer(TASK, cfg).train)(jax.random.PRNGKey(0), cfg.hparams())
+    cfg = small(embed_dim=16, hidden_dim=16, epochs=60, log_every=1)
+    state, trace, _ = jax.jit(make_trainer(DATA, cfg).train)(jax.random.PRNGKey(0), cfg.hparams())
     acc = np.asarray(trace.train_acc)  # index e: after e updates
     assert acc[-1] == 1, "this small task is fitted within 60 epochs"
     assert int(state.fit_epoch) == np.flatnonzero(acc == 1)[0]
 
 
 def test_new_hyperparameter_values_do_not_recompile():
-    cfg = TrainConfig(embed_dim=8, hidden_dim=8, epochs=4, log_every=2)
-    run = jax.jit(make_trainer(TASK, cfg).train)
+    cfg = small(epochs=4, log_every=2)
+    run = jax.jit(make_trainer(DATA, cfg).train)
     a = run(jax.random.PRNGKey(0), cfg.hparams())
     b = run(jax.random.PRNGKey(0), {"lr": jnp.float32(0.1), "weight_decay": jnp.float32(0.0)})
     assert run._cache_size() == 1

@@ -5,8 +5,6 @@ A directory written by experiments/training_jacobian.py holds `config.json` with
 training set, arrays with the seed axis first and the epoch axis second.
 """
 
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,31 +13,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from grokjax.errors import UserError
-from grokjax.figures import figures_dir, save_figure
+from grokjax.figures.common import figures_dir, save_figure
+from grokjax.run.results import read_config_json, read_npz
 
 CONFIG_KEY = "training_jacobian"
 NEEDED = ("epochs", "singular_values", "cosines", "sigma_max")
 FIGURE_NAMES = ("jacobian_spectra", "jacobian_vs_epochs")
 
 
-def _config(root: Path) -> dict | None:
-    """The config.json of a training-Jacobian results directory, or None if `root` is not one."""
-    try:
-        config = json.loads((root / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) and CONFIG_KEY in config else None
-
-
 def is_jacobian_results(results_dir) -> bool:
     """Whether `results_dir` holds training-Jacobian results: its config.json has a `training_jacobian` entry."""
-    return _config(Path(results_dir)) is not None
+    return read_config_json(results_dir, CONFIG_KEY) is not None
 
 
 def load_jacobian(results_dir) -> dict:
     """The config and, per training set, its arrays (`settings`: name -> dict of arrays)."""
     root = Path(results_dir)
-    config = _config(root)
+    config = read_config_json(root, CONFIG_KEY)
     if config is None:
         raise UserError(f"No training-Jacobian results in {root}: no readable config.json with a '{CONFIG_KEY}' entry.")
     try:  # everything the figures read from the config
@@ -51,16 +41,7 @@ def load_jacobian(results_dir) -> dict:
                         f"({type(e).__name__}: {e}).") from e
     settings = {}
     for name in names:
-        path = root / f"{name}.npz"
-        try:
-            with np.load(path) as data:
-                arrays = {k: data[k] for k in data.files}
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise UserError(f"Cannot read {path}: it is missing or not a numpy .npz archive.") from e
-        absent = [k for k in NEEDED if k not in arrays]
-        if absent:
-            raise UserError(f"{path} lacks the arrays {', '.join(absent)}.")
-        settings[name] = arrays
+        settings[name] = read_npz(root / f"{name}.npz", NEEDED, "experiments/training_jacobian.py")
     return {"dir": root, "config": config, "settings": settings}
 
 

@@ -12,6 +12,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -49,8 +50,6 @@ def read_arrays(path: Path) -> dict:
 
 def _checkpointer() -> ocp.StandardCheckpointer:
     """A checkpointer local to this process: in a multi-host sweep only process 0 reads and writes results."""
-    import jax
-
     me = jax.process_index()
     return ocp.StandardCheckpointer(
         multiprocessing_options=ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me}))
@@ -67,6 +66,22 @@ def load_params(path: Path):
     """Load the parameters saved by `save_params` as numpy arrays."""
     with _checkpointer() as checkpointer:
         return checkpointer.restore(Path(path).absolute())
+
+
+def named_leaves(tree) -> dict:
+    """A PyTree's leaves by their path ('1.mu.w_left' for an optax state, 'w_left' for a flat parameter dict),
+    the flat form in which chunks and checkpoints store parameters and optimizer states."""
+    return {jax.tree_util.keystr(path, simple=True, separator="."): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def from_named_leaves(template, named: dict):
+    """The PyTree of `template`'s structure whose leaves are `named[path]` (the inverse of `named_leaves`)."""
+    paths = list(named_leaves(template))
+    missing = [p for p in paths if p not in named]
+    if missing:
+        raise ValueError(f"saved state lacks {', '.join(missing[:3])}")
+    return jax.tree.unflatten(jax.tree.structure(template), [named[p] for p in paths])
 
 
 def environment() -> dict:

@@ -1,143 +1,82 @@
 """A sweep: many runs (grid points x seeds) of one config, trained in compiled calls and saved for analysis.
 
-The sweep owns every effect: choosing chunks, progress, writing and resuming.
-Seed i always gets the key `fold_in(PRNGKey(seed), i)`, and every compiled call
-trains exactly `seeds_per_call` runs per device (the last one padded). XLA picks
-kernels and reduction orders by shape, so a fixed call width is what makes a
-run's numbers bit-for-bit independent of `n_seeds`, the chunk size, the workers
-and the devices (a chunk is a whole number of calls, written at once); the width
-is recorded with the results like the matmul precision. Each finished chunk is
-written atomically to `chunks/`; at the end they are merged into the results
-layout and removed:
+The sweep owns every effect: choosing chunks, progress, writing and resuming; the calls themselves go through
+the runner (`grokjax.run.runner`). Seed i always gets the key `fold_in(PRNGKey(seed), i)`, and every compiled
+call trains exactly `seeds_per_call` runs per device (the last one padded), which makes a run's numbers
+bit-for-bit independent of `n_seeds`, the chunk size, the workers and the devices (a chunk is a whole number of
+calls, written at once); the width is recorded with the results like the matmul precision. Each finished chunk
+is written atomically to `chunks/`; at the end they are merged into the results layout and removed:
 
-    config.json   the sweep config, package versions, git commit, task summary
-    task.npz      training pairs and labels, every group's table
-    traces.npz    metrics every log_every epochs, run axis first
-    seeds.npz     per run: seed, grid point, final values, fit and grok epochs, which groups grokked
+    config.json   the sweep config (schema 2: problem, model, optimizer, schedule), versions, git commit, task
+    task.npz      the problem's arrays (for groups: training pairs and labels, every group's table)
+    traces.npz    metrics every log_every units, run axis first
+    seeds.npz     per run: seed, grid point, final values, fit and grok epochs, which sets were reached
     params/       final parameters of every run (orbax), run axis first
-    checkpoints/  with keep_every: parameters (runs, checkpoints, ...)
+    opt_state/    final optimizer state of every run (orbax; leaves named by path, e.g. '1.mu.w_left')
+    checkpoints/  with keep_every: parameters (runs, checkpoints, ...), and checkpoint_opt_state/ beside them
     outcome.json  outcome fractions with confidence intervals (per grid point)
     run.json      timings, devices, workers and chunk size of the run
 """
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import numpy as np
 from tqdm import tqdm
 
-from grokjax import execute, storage
+from grokjax.analysis.outcomes import first_epoch_at_least, format_summary, grokked, outcome_summary
 from grokjax.errors import UserError
-from grokjax.groups import parse_group
-from grokjax.model import param_count
-from grokjax.outcomes import CI_METHODS, first_epoch_at_least, format_summary, grokked, outcome_summary
-from grokjax.tasks import Task, build_task
-from grokjax.train import TrainConfig
+from grokjax.problems.base import Data
+from grokjax.run import runner, storage
+from grokjax.run.outdir import check_writable
+from grokjax.run.specs import SweepConfig, config_json, read_config
+from grokjax.train import make_trainer, seed_keys
 
-CPU_SEEDS_PER_CALL = 8
-"""Seeds per compiled call on CPU: small calls keep parameters, Adam state and activations in a core's own
-cache (measured on 2 cores, default config, one pinned worker per core: 8 seeds per call ~27,000
-model-epochs/s in all, 64 seeds ~19,000)."""
-MAX_SEEDS_PER_CALL = 4096
 MAX_CHUNK_RUNS = 1024
 """Chunk files hold at most this many runs, so an interrupt loses little work."""
+STATE_PARTS = ("trace", "params", "opt_state", "checkpoints", "checkpoint_opt_state")
+"""Groups of chunk arrays; all but the trace are saved as orbax checkpoints of that name."""
 
 
-@dataclass(frozen=True)
-class SweepConfig:
-    """Everything that determines a sweep's numbers; saved as config.json and compared on resume."""
-
-    groups: tuple[str, ...] = ("S(4)", "times(A(4),Z(2))")
-    task: str = "intersection"
-    fraction: float = 1.0
-    group_fractions: tuple[float, ...] = ()
-    iid_group: int = 0
-    data_seed: int = 0
-    seed: int = 0
-    n_seeds: int = 10000
-    grok_threshold: float = 0.999
-    ci_method: str = "wilson"
-    seeds_per_call: int = 0  # 0: chosen for the device by `default_seeds_per_call`
-    lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: train.lr)
-    weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: train.weight_decay)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        if self.n_seeds < 1:
-            raise UserError(f"The number of seeds must be a positive integer, got {self.n_seeds}.")
-        if self.n_seeds >= 2**32:
-            raise UserError(f"At most 2**32 - 1 seeds are supported, got {self.n_seeds}.")
-        for name in ("seed", "data_seed"):
-            if not 0 <= getattr(self, name) < 2**32:
-                raise UserError(f"The {name.replace('_', ' ')} must be an integer in [0, 2**32), got {getattr(self, name)}.")
-        if not 0 < self.grok_threshold <= 1:
-            raise UserError(f"The grokking threshold must be in (0, 1], got {self.grok_threshold}.")
-        if self.ci_method not in CI_METHODS:
-            raise UserError(f"Unknown interval method '{self.ci_method}'; expected one of {', '.join(CI_METHODS)}.")
-        if self.seeds_per_call < 0:
-            raise UserError(f"Seeds per call must be a positive integer, got {self.seeds_per_call}.")
-        if not self.groups:
-            raise UserError("At least one group is needed.")
-        for lr, wd in zip(*self.grid_values()):
-            dataclasses.replace(self.train, lr=lr, weight_decay=wd)  # validates every grid value
-        if self.n_runs >= 2**31:
-            raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
-
-    def grid_values(self) -> tuple[list[float], list[float]]:
-        """Learning rate and weight decay of every grid point, learning rate varying slowest."""
-        lrs = self.lr_grid or (self.train.lr,)
-        wds = self.weight_decay_grid or (self.train.weight_decay,)
-        return [lr for lr in lrs for _ in wds], [wd for _ in lrs for wd in wds]
-
-    @property
-    def n_grid(self) -> int:
-        return len(self.grid_values()[0])
-
-    @property
-    def n_runs(self) -> int:
-        """Grid points x seeds; run r is seed r % n_seeds at grid point r // n_seeds."""
-        return self.n_grid * self.n_seeds
-
-    def to_dict(self) -> dict:
-        """The config as plain JSON values (tuples become lists), as saved in config.json."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "SweepConfig":
-        d = dict(d)
-        d["train"] = TrainConfig(**d["train"])
-        for key in ("groups", "group_fractions", "lr_grid", "weight_decay_grid"):
-            if key in d:
-                d[key] = tuple(d[key])
-        return cls(**d)
+def sweep_program(cfg: SweepConfig):
+    """The runner's program of a sweep: every run of a call trained by `vmap` of the pure `Trainer.train`."""
+    return jax.vmap(make_trainer(cfg.problem.build(), cfg).train)
 
 
-def build_sweep_task(cfg: SweepConfig) -> Task:
-    """Parse the groups and build the training set; every bad input is a UserError."""
-    groups = [parse_group(spec) for spec in cfg.groups]
-    return build_task(groups, cfg.task, cfg.fraction, cfg.group_fractions, cfg.iid_group, cfg.data_seed)
+def run_inputs(cfg: SweepConfig, runs=None) -> tuple:
+    """Init keys and hyperparameters of the given runs (default all), run axis first, as numpy arrays."""
+    runs = np.arange(cfg.n_runs) if runs is None else np.asarray(runs)
+    lr, wd = cfg.grid_values()
+    grid, seed = np.divmod(runs, cfg.n_seeds)
+    hparams = {"lr": np.asarray(lr, np.float32)[grid], "weight_decay": np.asarray(wd, np.float32)[grid]}
+    return np.asarray(seed_keys(cfg.seed, seed)), hparams
 
 
-def default_seeds_per_call(task: Task, cfg: TrainConfig) -> int:
-    """Width of the compiled call: the cache-friendly size on CPU; on accelerators a power of two
-    that fits a quarter of the device's memory (its total, not what is free now, so that the
-    choice, which fixes the numerics, is the same on every run of this device)."""
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return CPU_SEEDS_PER_CALL
-    limit = (device.memory_stats() or {}).get("bytes_limit", 16 * 2**30)
-    n, h = task.n, cfg.hidden_dim
-    n_params = param_count(n, cfg.embed_dim, h)
-    per_seed = 4 * (8 * n_params + 6 * task.n_train * max(h, n) + 3 * n * n * max(h, n))
-    fits = max(1, limit // 4 // per_seed)
-    return int(min(MAX_SEEDS_PER_CALL, 2 ** int(np.log2(fits))))
+def with_call_width(cfg: SweepConfig) -> SweepConfig:
+    """`cfg` with its seeds per call chosen by the runner's width policy if it is 0."""
+    if cfg.seeds_per_call:
+        return cfg
+    width = runner.call_width((sweep_program, (cfg,)), run_inputs(cfg, np.arange(min(cfg.n_runs, 8))))
+    return dataclasses.replace(cfg, seeds_per_call=width)
+
+
+def flat_outputs(outputs) -> dict:
+    """A call's (final state, trace, kept states) as the flat arrays of a chunk file."""
+    state, trace, kept = outputs
+    arrays = {f"trace/{k}": v for k, v in trace._asdict().items()}
+    arrays.update({f"params/{k}": v for k, v in storage.named_leaves(state.params).items()})
+    arrays.update({f"opt_state/{k}": v for k, v in storage.named_leaves(state.opt_state).items()})
+    arrays["fit_epoch"] = state.fit_epoch
+    if kept is not None:
+        arrays.update({f"checkpoints/{k}": v for k, v in storage.named_leaves(kept.params).items()})
+        arrays.update({f"checkpoint_opt_state/{k}": v for k, v in storage.named_leaves(kept.opt_state).items()})
+        arrays["checkpoint_fit_epoch"] = kept.fit_epoch
+    return arrays
 
 
 def _chunk_path(root: Path, start: int, stop: int) -> Path:
@@ -172,27 +111,24 @@ def _pending_chunks(done: np.ndarray, chunk: int):
 
 
 def _saved_config(root: Path) -> dict | None:
-    """The sweep config saved in `root`, or None if `root` is not a grokjax results directory."""
+    """The sweep config saved in `root` (as saved), or None if `root` is not a grokjax results directory."""
     try:
         saved = storage.read_json(root / "config.json")
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or not {"sweep", "task", "environment"} <= saved.keys():
         return None
-    return saved["sweep"]
+    return saved
 
 
 def read_sweep_config(root) -> SweepConfig:
-    """The config of the sweep saved in `root`, to resume it without repeating its options."""
+    """The config of the sweep saved in `root`, to resume or analyse it without repeating its options."""
     if not Path(root).exists():
         raise UserError(f"There is nothing to resume at {root}.")
     saved = _saved_config(Path(root)) if Path(root).is_dir() else None
     if saved is None:
-        raise UserError(f"{root} holds no grokjax sweep to resume (no readable config.json).")
-    try:
-        return SweepConfig.from_dict(saved)
-    except (TypeError, KeyError, ValueError) as e:
-        raise UserError(f"The config.json in {root} is not a sweep config this version can read: {e}.") from None
+        raise UserError(f"{root} holds no grokjax sweep (no readable config.json).")
+    return read_config(saved, str(Path(root) / "config.json"))
 
 
 def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
@@ -215,7 +151,7 @@ def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bo
     if root.exists() and resume:
         if saved is None:
             raise UserError(f"{root} holds no grokjax sweep to resume (no readable config.json).")
-        diff = _differences(saved, cfg.to_dict())
+        diff = _differences(read_config(saved, str(root / "config.json")).to_dict(), cfg.to_dict())
         if diff:
             raise UserError(f"Cannot resume {root}: its config differs in {', '.join(diff)}.")
         return
@@ -227,42 +163,44 @@ def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bo
         shutil.rmtree(root)
     if resume:
         raise UserError(f"There is nothing to resume at {root}.")
+    check_writable(root)
     try:
         (root / "chunks").mkdir(parents=True, exist_ok=True)
-        probe = root / ".write_test"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as e:
         raise UserError(f"Cannot write to the output directory {root}: {e.strerror or e}.") from None
 
 
-def _write_start(root: Path, cfg: SweepConfig, task: Task) -> None:
-    summary = {"n": task.n, "n_train": task.n_train, "group_names": [g.name for g in task.groups]}
-    storage.write_json(root / "config.json", {"sweep": cfg.to_dict(), "task": summary, "environment": storage.environment()})
-    tables = np.stack([g.table for g in task.groups])
-    storage.write_arrays(root / "task.npz", {"train_pairs": task.train_pairs, "train_labels": task.train_labels, "tables": tables})
+def _write_start(root: Path, cfg: SweepConfig, data: Data) -> None:
+    storage.write_json(root / "config.json", config_json(cfg, data.summary, storage.environment()))
+    storage.write_arrays(root / "task.npz", data.arrays)
 
 
-def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache_dir) -> dict:
+def _train_chunks(root, cfg, pending, workers, progress, log, cache_dir) -> dict:
     """Train every pending chunk in whole calls and write each as soon as its calls are in; returns timings.
 
     The progress bar moves with every call; a run counts as trained once its chunk is written."""
     per_call = cfg.seeds_per_call * len(jax.local_devices())
     calls = {s: (start, stop) for start, stop in pending for s in range(start, stop, per_call)}
-    runner, workers = execute.run_calls(task, cfg, list(calls), workers, log, cache_dir)
+    calls_run = runner.run_program((sweep_program, (cfg,)), run_inputs(cfg), cfg.seeds_per_call, list(calls),
+                                   workers, cache_dir)
     todo = sum(stop - start for start, stop in pending)
     total = cfg.n_runs if jax.process_count() == 1 else todo  # a multi-host bar counts this process's runs
-    compile_s = next(runner)  # before the bar, so the compile message gets its own line
+    compiled = next(calls_run)  # before the bar, so the compile message gets its own line
+    where = (f"in each of {compiled.workers} worker processes" if compiled.workers > 1 else
+             f"for {len(jax.local_devices())} {jax.devices()[0].platform} device(s)")
+    memory = ("" if compiled.bytes_per_item is None else
+              f"; {compiled.bytes_per_item / 2**10:,.0f} KiB of device memory per run ({cfg.seeds_per_call} runs per call)")
+    log(f"compiled in {compiled.seconds:.1f} s {where}{memory}")
     bar = tqdm(total=total, initial=total - todo, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
     t0, trained, seen, parts = time.perf_counter(), 0, 0, {}
     with bar:
-        for call_start, arrays in runner:
+        for call_start, outputs in calls_run:
             start, stop = calls[call_start]
-            parts.setdefault(start, {})[call_start] = arrays
+            parts.setdefault(start, {})[call_start] = flat_outputs(outputs)
             runs = min(call_start + per_call, stop) - call_start
             seen += runs
             bar.update(runs)
-            bar.set_postfix_str(f"{seen * cfg.train.epochs / (time.perf_counter() - t0):,.0f} model-epochs/s")
+            bar.set_postfix_str(f"{seen * cfg.schedule.length / (time.perf_counter() - t0):,.0f} model-{cfg.schedule.unit}/s")
             if len(parts[start]) < -(-(stop - start) // per_call):
                 continue
             got = parts.pop(start)
@@ -271,13 +209,13 @@ def _train_chunks(root, cfg, task, chunk, pending, workers, progress, log, cache
             storage.write_arrays(_chunk_path(root, start, stop), merged)
             trained += stop - start
     run_s = time.perf_counter() - t0
-    return {"compile_s": compile_s, "run_s": run_s, "runs_trained": trained, "workers": workers,
-            "model_epochs_per_s": trained * cfg.train.epochs / run_s if trained else None}
+    rate = trained * cfg.schedule.length / run_s if trained else None
+    return {"compile_s": compiled.seconds, "run_s": run_s, "runs_trained": trained, "workers": compiled.workers,
+            f"model_{cfg.schedule.unit}_per_s": rate}
 
 
-def _grid_outcomes(cfg: SweepConfig, task: Task, grok: np.ndarray) -> dict:
+def _grid_outcomes(cfg: SweepConfig, names, grok: np.ndarray) -> dict:
     """The outcome summary of each grid point ('grid' list), or the summary itself for a single point."""
-    names = [g.name for g in task.groups]
     lr, wd = cfg.grid_values()
     summaries = [outcome_summary(grok[g * cfg.n_seeds:(g + 1) * cfg.n_seeds], names, method=cfg.ci_method)
                  for g in range(cfg.n_grid)]
@@ -292,7 +230,7 @@ def _format_outcomes(summary: dict) -> str:
     return "\n\n".join(f"lr {s['lr']:g}, weight decay {s['weight_decay']:g}\n{format_summary(s)}" for s in summary["grid"])
 
 
-def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
+def _merge(root: Path, cfg: SweepConfig, data: Data) -> dict:
     """Merge the chunk files into traces.npz, seeds.npz, params/ and outcome.json; returns the outcome."""
     merged = None
     for path in sorted((root / "chunks").glob("runs_*_*.npz")):  # one chunk in memory besides the merged arrays
@@ -302,27 +240,31 @@ def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
             merged = {k: np.empty((cfg.n_runs, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
         for k, v in chunk.items():
             merged[k][start:stop] = v
-    part = {p: {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith(p + "/")}
-            for p in ("trace", "params", "checkpoints")}
+    part = {p: {k.split("/", 1)[1]: v for k, v in merged.items() if k.startswith(p + "/")} for p in STATE_PARTS}
     traces = part["trace"]
-    epochs = np.arange(cfg.train.n_logs + 1) * cfg.train.log_every
+    sched = cfg.schedule
+    epochs = np.arange(sched.n_logs + 1) * sched.log_every
     final = {f"final_{k}": v[:, -1] for k, v in traces.items()}
     grok = grokked(final["final_group_acc"], cfg.grok_threshold)
-    fit = np.where((merged["fit_epoch"] < 0) & (final["final_train_acc"] == 1), cfg.train.epochs, merged["fit_epoch"])
+    if sched.batch_size:  # minibatches: the first logged time with every training point right
+        fit = first_epoch_at_least(epochs, traces["train_acc"], 1.0)
+    else:
+        fit = np.where((merged["fit_epoch"] < 0) & (final["final_train_acc"] == 1), sched.length, merged["fit_epoch"])
     grok_epoch = np.stack([first_epoch_at_least(epochs, traces["group_acc"][..., g], cfg.grok_threshold)
-                           for g in range(len(task.groups))], axis=1)
-    summary = _grid_outcomes(cfg, task, grok)
+                           for g in range(len(data.eval_names))], axis=1)
+    summary = _grid_outcomes(cfg, data.eval_names, grok)
     lr, wd = cfg.grid_values()
     grid, seed = np.divmod(np.arange(cfg.n_runs), cfg.n_seeds)
     extra = {}
     if part["checkpoints"]:
-        extra["checkpoint_epochs"] = np.arange(0, cfg.train.epochs + 1, cfg.train.keep_every)
+        extra["checkpoint_epochs"] = np.arange(0, sched.length + 1, sched.keep_every)
+        extra["checkpoint_fit_epoch"] = merged["checkpoint_fit_epoch"]
     storage.write_arrays(root / "traces.npz", {"epochs": epochs, **extra, **traces})
     storage.write_arrays(root / "seeds.npz", {
         "seed": seed, "grid_index": grid, "lr": np.asarray(lr, np.float32)[grid],
         "weight_decay": np.asarray(wd, np.float32)[grid], "fit_epoch": fit, "grok_epoch": grok_epoch,
         "grokked": grok, **final})
-    for name in ("params", "checkpoints"):
+    for name in STATE_PARTS[1:]:
         if (root / name).exists():
             shutil.rmtree(root / name)
         if part[name]:
@@ -332,17 +274,17 @@ def _merge(root: Path, cfg: SweepConfig, task: Task) -> dict:
     return summary
 
 
-def default_chunk_size(cfg: SweepConfig, task: Task) -> int:
+def default_chunk_size(cfg: SweepConfig, data: Data) -> int:
     """Runs per chunk file: what fits an eighth of the free host memory, at most MAX_CHUNK_RUNS."""
     free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return int(max(1, min(MAX_CHUNK_RUNS, free // 8 // result_bytes_per_run(cfg, task))))
+    return int(max(1, min(MAX_CHUNK_RUNS, free // 8 // result_bytes_per_run(cfg, data))))
 
 
-def result_bytes_per_run(cfg: SweepConfig, task: Task) -> int:
-    """Host memory one run's saved arrays take: metric trace, final and kept parameters."""
-    n_params = param_count(task.n, cfg.train.embed_dim, cfg.train.hidden_dim)
-    n_kept = cfg.train.epochs // cfg.train.keep_every + 1 if cfg.train.keep_every else 0
-    return 4 * ((cfg.train.n_logs + 1) * (4 + 2 * len(task.groups)) + n_params * (1 + n_kept) + 1)
+def result_bytes_per_run(cfg: SweepConfig, data: Data) -> int:
+    """Host memory one run's saved arrays take: metric trace, final and kept states (parameters and optimizer
+    state), from the shapes of one run's outputs."""
+    outputs = jax.eval_shape(make_trainer(data, cfg).train, jax.random.PRNGKey(0), cfg.hparams())
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(outputs))
 
 
 def _barrier(name: str) -> None:
@@ -355,7 +297,7 @@ def _barrier(name: str) -> None:
 
 def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: bool = False,
               overwrite: bool = False, progress: bool = True, log=print, workers: int = 0,
-              cache_dir: str | None = execute.default_cache_dir()) -> dict:
+              cache_dir: str | None = runner.default_cache_dir()) -> dict:
     """Train every run (grid point x seed) of `cfg` into `out_dir`, resuming or replacing it if asked.
 
     `workers` is the number of CPU worker processes (0: one per core on a one-device CPU); neither it
@@ -365,13 +307,12 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     process j % process_count on its local devices. Returns the outcome summary.
     """
     root = Path(out_dir)
-    task = build_sweep_task(cfg)
+    data = cfg.problem.build()
     if chunk_size is not None and chunk_size < 1:
         raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
     if workers < 0:
         raise UserError(f"The number of workers must be a positive integer, got {workers}.")
-    if not cfg.seeds_per_call:
-        cfg = dataclasses.replace(cfg, seeds_per_call=default_seeds_per_call(task, cfg.train))
+    cfg = with_call_width(cfg)
     lead, plan = jax.process_index() == 0, root / "chunks" / "plan.json"
     log = log if lead else (lambda *_: None)
     per_call = cfg.seeds_per_call * len(jax.local_devices())
@@ -379,9 +320,9 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
         _prepare_directory(root, cfg, resume, overwrite)
         if not (root / "outcome.json").exists():
             if not resume:
-                _write_start(root, cfg, task)
+                _write_start(root, cfg, data)
             (root / "chunks").mkdir(exist_ok=True)
-            chunk = -(-(chunk_size or default_chunk_size(cfg, task)) // per_call) * per_call  # whole calls
+            chunk = -(-(chunk_size or default_chunk_size(cfg, data)) // per_call) * per_call  # whole calls
             storage.write_json(plan, {"chunk_size": chunk})
     _barrier("grokjax-sweep-prepared")
     if (root / "outcome.json").exists():
@@ -391,15 +332,16 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     pending = _pending_chunks(_done_runs(root, cfg.n_runs), chunk)
     grid = f" x {cfg.n_grid} grid points" if cfg.n_grid > 1 else ""
     hosts = f" on each of {jax.process_count()} processes" if jax.process_count() > 1 else ""
-    log(f"{task.n_train} training pairs of {task.n * task.n}; groups {', '.join(g.name for g in task.groups)}; "
-        f"{cfg.n_seeds} seeds{grid} x {cfg.train.epochs} epochs on {jax.devices()[0].platform}{hosts}; writing to {root}")
-    log(f"chunks of {chunk} runs ({result_bytes_per_run(cfg, task) / 2**10:,.0f} KiB of results per run in memory)")
-    execute.use_compile_cache(cache_dir)
+    log(f"{data.n_train} training points of {data.n_points}; {cfg.model.kind} on {cfg.problem.kind}: "
+        f"{', '.join(data.eval_names)}; {cfg.n_seeds} seeds{grid} x {cfg.schedule.length} {cfg.schedule.unit} on "
+        f"{jax.devices()[0].platform}{hosts}; writing to {root}")
+    log(f"chunks of {chunk} runs ({result_bytes_per_run(cfg, data) / 2**10:,.0f} KiB of results per run in memory)")
+    runner.use_compile_cache(cache_dir)
     mine = pending[jax.process_index()::jax.process_count()]
-    timing = _train_chunks(root, cfg, task, chunk, mine, workers, progress and lead, log, cache_dir) if mine else {}
+    timing = _train_chunks(root, cfg, mine, workers, progress and lead, log, cache_dir) if mine else {}
     _barrier("grokjax-sweep-trained")
     if lead:
-        summary = _merge(root, cfg, task)
+        summary = _merge(root, cfg, data)
         storage.write_json(root / "run.json", {"chunk_size": chunk, "device": str(jax.devices()[0]),
                                                "n_devices": len(jax.local_devices()),
                                                "n_processes": jax.process_count(), **timing})

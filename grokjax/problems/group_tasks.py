@@ -1,16 +1,20 @@
-"""Training sets built from one or more groups on shared labels, and the full tables to evaluate on.
+"""The group-table problem: training sets built from groups on shared labels, evaluated on every full table.
 
 A task is the list of groups, the training pairs (flat indices `a * N + b` into
 the N x N table) and their labels. Evaluation always covers every group's full
 table. Random choices come from `data_seed`, separate from the init seeds.
+`GroupsProblem` is the problem spec (kind "groups") that builds the trainer's `Data`.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from grokjax.errors import UserError
-from grokjax.groups import Group, intersection_mask
+from grokjax.problems.base import Data
+from grokjax.problems.groups import Group, intersection_mask, parse_group
+from grokjax.specs import Spec
 
 TASK_KINDS = ("intersection", "intersection_fraction", "iid", "intersection_plus")
 
@@ -91,3 +95,42 @@ def build_task(groups, kind="intersection", fraction=1.0, group_fractions=(), ii
         labels.append(group.table.reshape(-1)[own])
         start += count
     return _make_task(groups, np.concatenate(pairs), np.concatenate(labels))
+
+
+@dataclass(frozen=True)
+class GroupsProblem(Spec):
+    """Groups on shared labels (specs of `grokjax.problems.groups.parse_group`) and the training set to draw.
+
+    Defaults are the published ambiguous task: S(4) vs A(4) x Z(2) on their whole intersection.
+    """
+
+    kind: ClassVar[str] = "groups"
+    groups: tuple[str, ...] = ("S(4)", "times(A(4),Z(2))")
+    task: str = "intersection"
+    fraction: float = 1.0
+    group_fractions: tuple[float, ...] = ()
+    iid_group: int = 0
+    data_seed: int = 0
+
+    def __post_init__(self):
+        if not self.groups:
+            raise UserError("At least one group is needed.")
+        if not 0 <= self.data_seed < 2**32:
+            raise UserError(f"The data seed must be an integer in [0, 2**32), got {self.data_seed}.")
+
+    def task_of(self) -> Task:
+        """Parse the groups and build the training set; every bad input is a UserError."""
+        return build_task([parse_group(s) for s in self.groups], self.task, self.fraction, self.group_fractions,
+                          self.iid_group, self.data_seed)
+
+    def build(self) -> Data:
+        """The trainer's view: every pair of the N x N table (row a * N + b), the training pairs, every group's table."""
+        task = self.task_of()
+        n = task.n
+        pairs = np.stack(np.divmod(np.arange(n * n, dtype=np.int32), np.int32(n)), axis=1)
+        names = tuple(g.name for g in task.groups)
+        return Data(inputs=pairs, vocab=n, n_classes=n, train_idx=task.train_pairs, train_labels=task.train_labels,
+                    eval_labels=task.eval_labels, eval_names=names,
+                    summary={"n": n, "n_train": task.n_train, "group_names": list(names)},
+                    arrays={"train_pairs": task.train_pairs, "train_labels": task.train_labels,
+                            "tables": np.stack([g.table for g in task.groups])})

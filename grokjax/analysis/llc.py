@@ -22,18 +22,18 @@ SGLD noise is not derived from the key that drew w*'s init), so a model's chains
 do not depend on how many models run beside it. Step t of a chain with key k
 splits `fold_in(k, t)` into its noise key and its minibatch key.
 
-As in the sweep, every compiled call holds exactly
-`models_per_call` models (the last call padded), because XLA picks kernels and
-summation orders by shape: with a fixed width a model's numbers are bit-for-bit
-the same whatever else runs. Chains whose loss becomes NaN or Inf are counted
+Models run through the sweep's runner (`grokjax.run.runner`) at its width
+policy: every compiled call holds exactly `models_per_call` models (the last
+call padded), because XLA picks kernels and summation orders by shape: with a
+fixed width a model's numbers are bit-for-bit the same whatever else runs, in
+this process or in pinned CPU worker processes. Chains whose loss becomes NaN or Inf are counted
 per model and left out of the estimate, its spread and split-R-hat.
 """
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -41,12 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from grokjax import execute
 from grokjax.errors import UserError
+from grokjax.run import runner
+from grokjax.train import make_trainer
 
-CPU_CHAIN_INSTANCES_PER_CALL = 64
-"""Model-chains per compiled call on CPU; the model width is this over chains."""
-MAX_MODELS_PER_CALL = 4096
 CHAIN_TAG = 0x11C
 """Folded into every model key before the chain index, so chain keys differ from the sweep's init keys."""
 MIN_DRAWS_AFTER_BURN_IN = 4
@@ -60,8 +58,8 @@ class LLCConfig:
 
     `eps`, `nbeta` and `gamma` reach the compiled program as arrays (see `hparams`), so changing them does not
     recompile. `batch_size` 0 is full batch. The loss trace keeps every `thin`-th step, and at least
-    `MIN_DRAWS_AFTER_BURN_IN` of the kept steps must follow burn-in. `models_per_call` 0 means: let the function
-    `grokjax.llc.models_per_call` choose the width for the device.
+    `MIN_DRAWS_AFTER_BURN_IN` of the kept steps must follow burn-in. `models_per_call` 0 means: the runner's width
+    policy (`with_models_per_call`).
     """
 
     eps: float = 8e-4
@@ -126,13 +124,10 @@ class LLCLoss(NamedTuple):
 
     `batch` is None (all data) or an index array of `batch_size` points drawn from `n_data`; closed-form losses
     ignore it. What `loss_at` computes from w* alone (the behavioral targets) is computed once per chain, not per step.
-    `bytes_per_chain` estimates one chain's device memory, to choose the call width on accelerators (0: sixteen
-    copies of the parameters).
     """
 
     loss_at: Callable
     n_data: int = 0
-    bytes_per_chain: int = 0
 
 
 def _chain(loss: LLCLoss, w_star, key, hp, cfg: LLCConfig):
@@ -205,144 +200,74 @@ def _models(loss: LLCLoss, cfg: LLCConfig, keys, w_star, hp) -> LLCResult:
     return jax.vmap(partial(_summary, cfg))(post_sum, finite, trace, baseline[:, 0], hp["nbeta"])
 
 
-@lru_cache(maxsize=32)
-def llc_program(loss: LLCLoss, cfg: LLCConfig) -> Callable:
-    """The jitted estimator `(keys, params, hparams) -> LLCResult` for a batch of models (leading axis of all three).
-
-    Cached on (loss, cfg), so repeated estimates with the same loss reuse the compiled program.
-    """
+def llc_program(loss, cfg: LLCConfig) -> Callable:
+    """The runner's program: `(keys, params, hparams) -> LLCResult` for a batch of models (leading axis of all
+    three). `loss` is an `LLCLoss`, or `(make_loss, args)` with a module-level `make_loss(*args) -> LLCLoss`,
+    which worker processes can rebuild (a loss closure cannot be sent to another process)."""
+    if not isinstance(loss, LLCLoss):
+        loss = loss[0](*loss[1])
     if cfg.batch_size > loss.n_data and cfg.batch_size:
         raise UserError(f"The batch size {cfg.batch_size} exceeds the {loss.n_data} data points.")
-    return jax.jit(partial(_models, loss, cfg))
+    return partial(_models, loss, cfg)
 
 
-def models_per_call(cfg: LLCConfig, bytes_per_chain: int) -> int:
-    """Models per compiled call: `cfg.models_per_call`, else 64 model-chains on CPU, else on accelerators a power
-    of two of models whose chains fit a quarter of the device's total memory (not what is free now, so the
-    choice, which fixes the numerics, is the same on every run of this device)."""
-    if cfg.models_per_call:
-        return cfg.models_per_call
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        return max(1, CPU_CHAIN_INSTANCES_PER_CALL // cfg.chains)
-    limit = (device.memory_stats() or {}).get("bytes_limit", 16 * 2**30)
-    fits = max(1, limit // 4 // (bytes_per_chain * cfg.chains))
-    return int(min(MAX_MODELS_PER_CALL, 2 ** int(np.log2(fits))))
-
-
-def _inputs(loss: LLCLoss, params, keys, cfg: LLCConfig, hparams: dict | None):
-    """(call width, (keys, params, per-model hparams)) as numpy arrays, model axis first."""
+def llc_inputs(params, keys, cfg: LLCConfig, hparams: dict | None = None) -> tuple:
+    """(keys, params, per-model hparams) as numpy arrays, model axis first: the items the runner deals out."""
     n = len(keys)
-    params = jax.tree.map(np.asarray, params)
-    per_model_bytes = sum(x[0].nbytes for x in jax.tree.leaves(params))
-    width = models_per_call(cfg, loss.bytes_per_chain or 16 * per_model_bytes)
     hp = {k: np.broadcast_to(np.asarray(v, np.float32), (n,)) for k, v in (hparams or cfg.hparams()).items()}
-    return width, (np.asarray(keys), params, hp)
+    return np.asarray(keys), jax.tree.map(np.asarray, params), hp
 
 
-def _calls(program, inputs, width: int, on_call: Callable | None = None) -> LLCResult:
-    """`program` on `inputs` `width` models at a time, the last call padded with copies of the last model."""
-    n = len(inputs[0])
-    parts = []
-    for start in range(0, n, width):
-        stop = min(start + width, n)
-        pad = lambda x: np.concatenate([x[start:stop], np.repeat(x[stop - 1:stop], width - (stop - start), 0)])
-        out = program(*jax.tree.map(pad, inputs))
-        parts.append(jax.tree.map(lambda x: np.asarray(x)[: stop - start], out))
-        if on_call:
-            on_call(stop)
-    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+def with_models_per_call(loss, cfg: LLCConfig, params, keys) -> LLCConfig:
+    """`cfg` with its call width chosen by the runner's policy if it is 0: on CPU, as many models as make
+    `runner.CPU_INSTANCES_PER_CALL` chains (the sweep's instances per call); on accelerators, measured."""
+    if cfg.models_per_call:
+        return cfg
+    first = jax.tree.map(lambda x: np.asarray(x)[:1], (keys, params))
+    width = runner.call_width((llc_program, (loss, cfg)), llc_inputs(first[1], first[0], cfg), cfg.chains)
+    return dataclasses.replace(cfg, models_per_call=width)
 
 
-def estimate_llc(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
-                 on_call: Callable | None = None) -> LLCResult:
+def estimate_llc(loss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
+                 on_call: Callable | None = None, workers: int = 1) -> LLCResult:
     """Estimate the LLC of every model in `params` (leading axis) with `cfg.chains` SGLD chains each.
 
+    `loss` is an `LLCLoss` or `(make_loss, args)` (see `llc_program`; needed for `workers` other than 1).
     `keys` holds one PRNG key per model (e.g. `seed_keys(seed, indices)`). `hparams` (eps, nbeta, gamma; default
-    `cfg.hparams()`) may give one value per model. Models run `models_per_call` at a time, the last call padded
-    with copies of the last model; `on_call(n_models_done)` is called after each call. Returns numpy arrays.
+    `cfg.hparams()`) may give one value per model. The runner runs `models_per_call` models per call (0: its
+    width policy), the last call padded with copies of the last model, on every local device, or in `workers`
+    pinned CPU processes (0: one per core); the numbers are the same bit for bit. `on_call(n_models_done)` is
+    called after each call. Returns numpy arrays.
     """
-    width, inputs = _inputs(loss, params, keys, cfg, hparams)
-    return _calls(llc_program(loss, cfg), inputs, width, on_call)
-
-
-def _llc_worker(make_loss: Callable, make_loss_args: tuple, cfg: LLCConfig, calls: list[int], inputs):
-    """An LLC worker process: rebuild the loss, compile the call once, then yield ("done", call, result) for each
-    of `calls` (their inputs, whole calls of `cfg.models_per_call` models, concatenated)."""
-    loss = make_loss(*make_loss_args)
-    width = cfg.models_per_call
-    t0 = time.perf_counter()
-    program = llc_program(loss, cfg).lower(*jax.tree.map(lambda x: x[:width], inputs)).compile()
-    yield "compiled", time.perf_counter() - t0, None
-    for i, call in enumerate(calls):
-        part = jax.tree.map(lambda x: x[i * width:(i + 1) * width], inputs)
-        yield "done", call, _calls(program, part, width)
-
-
-def estimate_llc_in_workers(loss: LLCLoss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict | None = None,
-                            on_call: Callable | None = None, *, make_loss: Callable, make_loss_args: tuple = (),
-                            workers: int = 0, on_compiled: Callable | None = None) -> LLCResult:
-    """`estimate_llc` in `workers` spawned CPU processes (0: one per core), each pinned to its own core: XLA's CPU
-    runtime runs one program at a time on about one core. The models are split into whole calls of
-    `models_per_call`, dealt round-robin; every worker rebuilds the loss as `make_loss(*make_loss_args)` (a
-    module-level function: loss closures cannot be sent to another process) and compiles the same fixed-width
-    program, so the numbers are bit-for-bit those of `estimate_llc`. `on_call(n_models_done)` is called as calls
-    finish, in any order; `on_compiled(seconds)` once every worker has compiled."""
-    width, inputs = _inputs(loss, params, keys, cfg, hparams)
-    cfg = dataclasses.replace(cfg, models_per_call=width)
-    n = len(inputs[0])
-    padded = -(-n // width) * width
-    inputs = jax.tree.map(lambda x: np.concatenate([x, np.repeat(x[-1:], padded - n, 0)]), inputs)
-    n_calls = padded // width
-    workers = min(workers or execute.default_workers(), n_calls)
-    if workers <= 1:
-        return estimate_llc(loss, params, keys, cfg, hparams, on_call)
-    args = []
-    for w in range(workers):
-        calls = list(range(w, n_calls, workers))
-        rows = np.concatenate([np.arange(c * width, (c + 1) * width) for c in calls])
-        args.append((make_loss, make_loss_args, cfg, calls, jax.tree.map(lambda x: x[rows], inputs)))
-    parts, compiled, done = {}, [], 0
-    with execute.PinnedPool(_llc_worker, args, "LLC worker") as pool:
-        while len(parts) < n_calls:
-            kind, a, b = pool.get()
-            if kind == "compiled":
-                compiled.append(a)
-                if len(compiled) == workers and on_compiled:
-                    on_compiled(max(compiled))
-                continue
-            parts[a] = b
-            done += min(width, n - a * width)
-            if on_call:
-                on_call(done)
-    out = jax.tree.map(lambda *xs: np.concatenate(xs), *(parts[c] for c in range(n_calls)))
-    return jax.tree.map(lambda x: x[:n], out)
+    if workers != 1 and isinstance(loss, LLCLoss):
+        raise UserError("LLC worker processes need the loss as (make_loss, args), which they can rebuild.")
+    cfg = with_models_per_call(loss, cfg, params, keys)
+    out, _ = runner.map_program((llc_program, (loss, cfg)), llc_inputs(params, keys, cfg, hparams),
+                                cfg.models_per_call, workers, on_call)
+    return LLCResult(*out)
 
 
 def sweep_loss(sweep_cfg, behavioral: bool = False) -> LLCLoss:
-    """The `mlp_loss` of the models of a sweep with config `sweep_cfg` (a `grokjax.sweep.SweepConfig`), built
-    from the config alone, as an LLC worker process does."""
-    from grokjax.sweep import build_sweep_task
-    from grokjax.train import make_trainer
-
-    task = build_sweep_task(sweep_cfg)
-    return mlp_loss(make_trainer(task, sweep_cfg.train), task, behavioral)
+    """The `model_loss` of the models of a sweep with config `sweep_cfg` (a `grokjax.run.specs.SweepConfig`),
+    built from the config alone, as an LLC worker process does."""
+    data = sweep_cfg.problem.build()
+    return model_loss(make_trainer(data, sweep_cfg), data, behavioral)
 
 
-def mlp_loss(trainer, task, behavioral: bool = False) -> LLCLoss:
-    """The loss of a trained MLP2 (a `grokjax.train.Trainer`) on the training set of `task`.
+def model_loss(trainer, data, behavioral: bool = False) -> LLCLoss:
+    """The loss of a trained model (a `grokjax.train.Trainer`) on the training set of `data`.
 
     Standard: mean cross-entropy against the labels. Behavioral: mean over the training inputs of
     KL(softmax f_{w*}(x) || softmax f_w(x)), the labels replaced by the model's own outputs at w* (so L(w*) = 0).
     """
-    left, right = (jnp.asarray(x) for x in np.divmod(task.train_pairs, task.n))
-    labels = jnp.asarray(task.train_labels)
+    inputs = tuple(jnp.asarray(x) for x in data.columns(data.train_idx))
+    labels = jnp.asarray(data.train_labels)
 
     def take(x, batch):
         return x if batch is None else x[batch]
 
     def log_probs(w, batch):
-        return jax.nn.log_softmax(trainer.apply(w, (take(left, batch), take(right, batch))))
+        return jax.nn.log_softmax(trainer.apply(w, tuple(take(x, batch) for x in inputs)))
 
     def loss_at(w_star):
         if not behavioral:
@@ -355,9 +280,7 @@ def mlp_loss(trainer, task, behavioral: bool = False) -> LLCLoss:
 
         return kl
 
-    n_params = sum(x.size for x in jax.tree.leaves(jax.eval_shape(trainer.init, jax.random.PRNGKey(0)).params))
-    width = max(trainer.model.hidden_dim, task.n)
-    return LLCLoss(loss_at, task.n_train, 4 * (8 * n_params + 8 * task.n_train * width))
+    return LLCLoss(loss_at, data.n_train)
 
 
 def checkpoint_keys(seed: int, indices, epochs) -> np.ndarray:
@@ -371,13 +294,12 @@ def checkpoint_keys(seed: int, indices, epochs) -> np.ndarray:
 
 def estimate_llc_checkpoints(loss: LLCLoss, checkpoints, keys, cfg: LLCConfig = LLCConfig(),
                              hparams: dict | None = None, on_call: Callable | None = None,
-                             estimate: Callable = estimate_llc) -> LLCResult:
+                             workers: int = 1) -> LLCResult:
     """The LLC at every checkpoint: `checkpoints` leaves and `keys` are (models, checkpoints, ...), and so are the
-    results (see `checkpoint_keys`); `estimate` (e.g. `estimate_llc_in_workers` with its options bound) runs the
-    flattened models."""
+    results (see `checkpoint_keys`); the flattened models run as `estimate_llc` runs them."""
     n_models, n_ckpt = np.shape(keys)[:2]
     flat = lambda x: np.reshape(x, (n_models * n_ckpt, *np.shape(x)[2:]))
-    out = estimate(loss, jax.tree.map(flat, checkpoints), flat(keys), cfg, hparams, on_call)
+    out = estimate_llc(loss, jax.tree.map(flat, checkpoints), flat(keys), cfg, hparams, on_call, workers)
     return jax.tree.map(lambda x: x.reshape(n_models, n_ckpt, *x.shape[1:]), out)
 
 

@@ -24,11 +24,10 @@ Three ways to get J, from small to large models:
   on products with J (jvp) and J^T (its transpose), never forming J.
 
 Batch widths (seeds or columns per program) come from the device's *total*
-memory (`total_memory_bytes`), never from what happens to be free at the time,
+memory (`grokjax.run.runner.total_memory_bytes`), never from what happens to be free at the time,
 so that the same machine always runs the same programs with the same numerics.
 """
 
-import os
 from functools import partial
 from typing import Callable, NamedTuple
 
@@ -38,6 +37,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from grokjax.errors import UserError
+from grokjax.run import runner
 
 SIGMA_TOL = 0.1
 """A bulk direction has |σ - 1| below this ..."""
@@ -138,31 +138,27 @@ def _jacobian(dyn: Dynamics, params0, epochs: tuple[int, ...]) -> jax.Array:
 def jacobian_seeds(dyn: Dynamics, params0, epochs, seeds_per_batch: int | None = None) -> jax.Array:
     """`jacobian` of every seed of stacked `params0` (seed axis first), shape (S, K, P, P).
 
-    `seeds_per_batch` seeds are vmapped at once (`jacobian_batch`), the last batch
-    padded so that one program serves all; by default `seeds_that_fit`.
+    The runner vmaps `seeds_per_batch` seeds at once (`jacobian_program`), the last batch padded so that one
+    program serves all; by default `seeds_that_fit`.
     """
     epochs = check_epochs(epochs)
     n_seeds = jax.tree.leaves(params0)[0].shape[0]
     width = seeds_per_batch or max(seeds_that_fit(dyn, jax.tree.map(lambda x: x[0], params0), epochs, n_seeds), 1)
-    return jnp.concatenate([jacobian_batch(dyn, batch, epochs)[0]
-                            for batch in seed_batches(params0, width)])[:n_seeds]
+    (j, _), _ = runner.map_program((jacobian_program, (dyn, epochs)), (params0,), width, workers=1)
+    return j
 
 
 def seeds_that_fit(dyn: Dynamics, params0, epochs, limit: int, memory_fraction: float = 0.5) -> int:
     """Seeds whose dense Jacobians fit `memory_fraction` of the device's total memory at once, at most `limit`;
     0 if not even one does. From the compiled footprint of one seed's program (`params0`: one seed's)."""
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), params0)
-    per_seed = _footprint(_jacobian, dyn, one, check_epochs(epochs))
-    return int(min(memory_fraction * total_memory_bytes() // max(per_seed, 1), limit))
+    per_seed = runner.footprint(_jacobian.lower(dyn, one, check_epochs(epochs)).compile())
+    return int(min(memory_fraction * runner.total_memory_bytes() // max(per_seed, 1), limit))
 
 
-def seed_batches(params0, width: int) -> list:
-    """Stacked `params0` (seed axis first) cut into batches of exactly `width` seeds, the last padded by
-    repeating the last seed: one compiled program serves every batch."""
-    n_seeds = jax.tree.leaves(params0)[0].shape[0]
-    pad = -n_seeds % width
-    padded = jax.tree.map(lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], pad, 0)]), params0)
-    return [jax.tree.map(lambda x: x[i: i + width], padded) for i in range(0, n_seeds, width)]
+def jacobian_program(dyn: Dynamics, epochs) -> Callable:
+    """The runner's program of `jacobian_batch`: a batch of stacked initial parameters -> (J, θ_T)."""
+    return lambda params0: _jacobian_batch(dyn, params0, check_epochs(epochs))
 
 
 def jacobian_batch(dyn: Dynamics, params0, epochs):
@@ -215,9 +211,9 @@ def columns_per_batch(lz: Linearized, memory_fraction: float = 0.5, probe: int =
     now, so the choice is reproducible), from the compiled footprint of a `probe`-column batch; on CPU at
     most `CPU_COLUMNS_PER_BATCH`."""
     n = lz.thetas.shape[1]
-    per_column = _footprint(column_batch, lz, jnp.int32(0), min(probe, n)) / min(probe, n)
+    per_column = runner.footprint(column_batch.lower(lz, jnp.int32(0), min(probe, n)).compile()) / min(probe, n)
     cap = CPU_COLUMNS_PER_BATCH if jax.devices()[0].platform == "cpu" else n
-    return _fits(per_column, min(n, cap), memory_fraction)
+    return runner.fits(per_column, min(n, cap), memory_fraction)
 
 
 def jacobian_columns(lz: Linearized, batch: int | None = None, progress: Callable | None = None) -> np.ndarray:
@@ -225,7 +221,7 @@ def jacobian_columns(lz: Linearized, batch: int | None = None, progress: Callabl
     (default `columns_per_batch`); `progress(n)` is called with the columns done after each batch."""
     k, n = lz.thetas.shape
     out_bytes = k * n * n * lz.thetas.dtype.itemsize
-    if out_bytes > free_memory_bytes(jax.devices("cpu")[0]):
+    if out_bytes > runner.free_memory_bytes(jax.devices("cpu")[0]):
         raise UserError(f"The dense Jacobians need {out_bytes / 2**30:.1f} GiB, more than the free memory; "
                         "ask for the top singular values only.")
     batch = batch or columns_per_batch(lz)
@@ -306,38 +302,3 @@ def analyse(u, s, v, sigma_tol: float = SIGMA_TOL, cos_tol: float = COS_TOL) -> 
     cos = jnp.sum(u * v, axis=-2)
     bulk = (jnp.abs(s - 1) < sigma_tol) & (cos > cos_tol)
     return Spectrum(s, cos, bulk, jnp.sum(bulk, -1), s[..., 0], jnp.sum(jnp.log(s), -1))
-
-
-def free_memory_bytes(device=None) -> int:
-    """Memory free now: on an accelerator its limit minus what is in use, on CPU the free physical memory.
-
-    Only to refuse early a dense J that cannot fit; batch widths use `total_memory_bytes`.
-    """
-    device = device or jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats:
-        return int(stats["bytes_limit"] - stats["bytes_in_use"])
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _footprint(jitted, *args) -> int:
-    """Bytes a compiled program needs besides its arguments: its temporaries and outputs."""
-    stats = jitted.lower(*args).compile().memory_analysis()
-    return stats.temp_size_in_bytes + stats.output_size_in_bytes
-
-
-def total_memory_bytes(device=None) -> int:
-    """All the device's memory, whatever is in use: on an accelerator its `bytes_limit`, on CPU the physical memory."""
-    device = device or jax.devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats:
-        return int(stats["bytes_limit"])
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
-def _fits(bytes_per_item: float, limit: int, memory_fraction: float = 0.5) -> int:
-    """How many items fit in `memory_fraction` of the device's total memory: at least 1, at most `limit`.
-
-    Total, not free: the width must not depend on what else runs at the time.
-    """
-    return int(np.clip(memory_fraction * total_memory_bytes() // max(bytes_per_item, 1), 1, limit))

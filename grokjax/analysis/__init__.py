@@ -1,0 +1,1 @@
+"""Analyses of trained runs, pure functions batched through the runner: outcomes, LLC, training Jacobian."""

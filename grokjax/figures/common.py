@@ -1,0 +1,59 @@
+"""What every figure module shares: outcome names and colours, atomic PNG writes, the figures directory.
+
+Figures are built on `matplotlib.figure.Figure` directly: no pyplot, no global state, never jax.
+"""
+
+import os
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from grokjax.analysis.outcomes import category_names
+from grokjax.errors import UserError
+
+DPI = 150
+CI_NAMES = {"wilson": "Wilson score", "exact": "Clopper-Pearson"}
+
+
+def seed_outcomes(grokked: np.ndarray, group_names) -> np.ndarray:
+    """Each seed's outcome name ('both', 'S(4) only', ...) from its (seeds, groups) grokked booleans."""
+    grokked = np.asarray(grokked, dtype=bool)
+    if grokked.ndim != 2 or grokked.shape[1] != len(group_names):
+        raise ValueError(f"grokked has shape {grokked.shape}, expected (seeds, {len(group_names)}).")
+    subsets = np.array(list(product((True, False), repeat=len(group_names))))
+    match = np.all(grokked[:, None, :] == subsets[None, :, :], axis=2)
+    return np.array(category_names(group_names))[np.argmax(match, axis=1)]
+
+
+def outcome_colours(names) -> dict:
+    """One fixed colour per outcome, shared by all figures; the outcome with no group grokked is grey."""
+    return {name: ("0.55" if i == len(names) - 1 else f"C{i}") for i, name in enumerate(names)}
+
+
+def versus(group_names) -> str:
+    """'S(4) vs times(A(4),Z(2))': the groups competing in the sweep, for titles."""
+    return " vs ".join(group_names)
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Write the PNG beside its final name and rename it into place, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    try:
+        fig.savefig(tmp, format="png", dpi=DPI)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def figures_dir(results_root: Path, out_dir=None) -> Path:
+    """The directory figures go to (`out_dir`, default RESULTS_DIR/figures), created if needed."""
+    out = Path(out_dir) if out_dir is not None else Path(results_root) / "figures"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"Cannot create the figures directory {out}: {e.strerror}.") from e
+    return out
+
+

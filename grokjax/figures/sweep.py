@@ -1,0 +1,129 @@
+"""Figures of a finished sweep, drawn from its saved files alone (never jax, never training).
+
+The outcome fractions with their intervals, final loss against weight norm, and accuracy curves by outcome;
+`draw_all` adds the LLC figures (`grokjax.figures.llc`) when estimates are saved beside the results.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from grokjax.analysis.outcomes import category_names
+from grokjax.figures.common import CI_NAMES, figures_dir, outcome_colours, save_figure, seed_outcomes, versus
+from grokjax.figures.llc import draw_llc
+from grokjax.run.results import load_sweep
+
+FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
+
+
+def outcome_fractions(sweep: dict) -> Figure:
+    """Bar chart of the fraction of seeds in each outcome, with its confidence interval and seed count;
+    for a hyperparameter grid, one bar per grid point in each outcome."""
+    summary = sweep["outcome"]
+    points = summary.get("grid", [summary])
+    names = [r["outcome"] for r in points[0]["outcomes"]]
+    colours = outcome_colours(names)
+    width = 0.8 / len(points)
+    fig = Figure(figsize=(1.8 + 1.7 * len(names) * max(1, len(points) / 2), 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    top = 0.0
+    for j, point in enumerate(points):
+        rows = point["outcomes"]
+        frac = np.array([r["fraction"] for r in rows])
+        low = np.clip(frac - np.array([r["ci_low"] for r in rows]), 0, None)
+        high = np.clip(np.array([r["ci_high"] for r in rows]) - frac, 0, None)
+        x = np.arange(len(rows)) + (j - (len(points) - 1) / 2) * width
+        label = f"lr {point['lr']:g}, wd {point['weight_decay']:g}" if "lr" in point else None
+        ax.bar(x, frac, width * 0.95, color=[colours[n] for n in names] if label is None else f"C{j}",
+               yerr=[low, high], capsize=5 / len(points), ecolor="black", label=label)
+        for xi, f, h, r in zip(x, frac, high, rows):
+            ax.annotate(f"{r['count']}", (xi, f + h), xytext=(0, 3), textcoords="offset points", ha="center",
+                        va="bottom", fontsize=10 if len(points) == 1 else 7)
+        top = max(top, float(np.max(frac + high)))
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylim(0, min(1.0, top) * 1.12 + 0.01)
+    ax.set_xlabel("outcome (number above the bar: seeds)")
+    method = CI_NAMES.get(summary.get("ci_method", points[0]["ci_method"]), points[0]["ci_method"])
+    ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * points[0]['ci_level'])}% {method} CI)")
+    grid = f" at each of {len(points)} grid points" if len(points) > 1 else ""
+    ax.set_title(f"Which group each seed grokked: {versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}")
+    if len(points) > 1:
+        ax.legend(title="grid point", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def loss_vs_weight_norm(sweep: dict) -> Figure:
+    """Final training loss (log scale) against final weight norm, one colour per outcome."""
+    seeds, group_names = sweep["seeds"], sweep["group_names"]
+    labels = seed_outcomes(seeds["grokked"], group_names)
+    norm, loss = seeds["final_weight_norm"], seeds["final_train_loss"]
+    shown = np.isfinite(norm) & np.isfinite(loss) & (loss > 0)
+    names = category_names(group_names)
+    colours = outcome_colours(names)
+    counts = {n: int(np.sum(labels == n)) for n in names}
+
+    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    present = [n for n in names if counts[n]]
+    for name in present:
+        sel = (labels == name) & shown
+        # Rarer outcomes are drawn higher, so the common one does not hide them.
+        ax.scatter(norm[sel], loss[sel], s=14, alpha=0.7, color=colours[name], edgecolors="none",
+                   zorder=3 - counts[name] / len(labels), label=f"{name} ({counts[name]})")
+    ax.set_yscale("log")
+    ax.set_xlabel("final weight norm")
+    ax.set_ylabel("final training loss (log scale)")
+    epochs = sweep["traces"]["epochs"]
+    ax.set_title(f"{versus(group_names)}: loss and weight norm after {int(epochs[-1])} epochs")
+    if not shown.all():
+        ax.text(0.01, 0.01, f"{int(np.sum(~shown))} seeds with non-finite or zero loss not shown",
+                transform=ax.transAxes, fontsize=8, va="bottom")
+    ax.grid(alpha=0.3, which="both")
+    fig.legend(title="outcome (seeds)", loc="outside lower center", ncols=len(present))
+    return fig
+
+
+def accuracy_curves(sweep: dict) -> Figure:
+    """Per group, full-table accuracy against epoch: median and 25-75% band of the seeds of each outcome."""
+    traces, group_names, threshold = sweep["traces"], sweep["group_names"], sweep["threshold"]
+    labels = seed_outcomes(sweep["seeds"]["grokked"], group_names)
+    names = [n for n in category_names(group_names) if np.any(labels == n)]
+    colours = outcome_colours(category_names(group_names))
+    epochs, acc = traces["epochs"], traces["group_acc"]
+
+    fig = Figure(figsize=(0.6 + 4.6 * len(group_names), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(group_names), sharey=True, squeeze=False)[0]
+    for g, (ax, group) in enumerate(zip(axes, group_names)):
+        for name in names:
+            curves = acc[labels == name, :, g]
+            q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
+            ax.fill_between(epochs, q25, q75, color=colours[name], alpha=0.25, linewidth=0)
+            ax.plot(epochs, median, color=colours[name], label=f"{name} ({len(curves)})")
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=0.8, label=f"grok threshold {threshold:g}")
+        ax.set_title(f"{group}: full-table accuracy")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy on the group's whole table")
+    axes[0].set_ylim(0, 1.03)
+    fig.suptitle("Median and 25-75% band over the seeds of each outcome")
+    fig.legend(*axes[0].get_legend_handles_labels(), title="outcome (seeds)", loc="outside right upper")
+    return fig
+
+
+def draw_all(results_dir, out_dir=None) -> list[Path]:
+    """Draw every figure of the sweep in `results_dir` into `out_dir` (default RESULTS_DIR/figures), the LLC ones
+    for each estimate saved beside the results; returns the paths."""
+    sweep = load_sweep(results_dir)
+    out = figures_dir(sweep["dir"], out_dir)
+    paths = []
+
+    def save(name: str, fig: Figure) -> None:
+        paths.append(out / f"{name}.png")
+        save_figure(fig, paths[-1])
+
+    for name, draw in zip(FIGURE_NAMES, (outcome_fractions, loss_vs_weight_norm, accuracy_curves)):
+        save(name, draw(sweep))
+    draw_llc(sweep, save)
+    return paths

@@ -1,0 +1,46 @@
+"""What every problem hands the trainer: the points a model sees, which are trained on, and the evaluation sets.
+
+A *problem* is a task family (group tables today; modular arithmetic, parity and linear teachers follow). Its
+spec is a frozen dataclass with a `kind`, registered in `grokjax.problems.PROBLEMS`, whose `build()` returns a
+`Data`. Models and the trainer see only `Data`, so a new problem is one module and one registry line.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Data:
+    """Every point the model is evaluated on, the training subset with its labels, and the evaluation sets.
+
+    `inputs` holds one row of tokens per point (for group tables the pair (a, b), row a * N + b). Each evaluation
+    set labels every point (a group's full table); a run *reaches* a set when its accuracy there is at least the
+    threshold, and the outcome of a run is the subset of sets it reached.
+    """
+
+    inputs: np.ndarray  # (n_points, arity) int32 tokens in 0 .. vocab - 1 (or float features)
+    vocab: int
+    n_classes: int
+    train_idx: np.ndarray  # (n_train,) int32 sorted row indices into `inputs`
+    train_labels: np.ndarray  # (n_train,) int32
+    eval_labels: np.ndarray  # (n_sets, n_points) int32
+    eval_names: tuple[str, ...]
+    summary: dict = field(default_factory=dict)  # saved as config.json's "task"
+    arrays: dict = field(default_factory=dict)  # saved as task.npz
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def n_points(self) -> int:
+        return len(self.inputs)
+
+    def columns(self, rows=None) -> tuple:
+        """The model's inputs at `rows` (default: every point): a tuple of (rows,) token arrays, one per position,
+        or, for real-valued inputs, the one (rows, d) array."""
+        x = self.inputs if rows is None else self.inputs[rows]
+        if x.dtype.kind == "f":
+            return (x,)
+        return tuple(x[:, i] for i in range(x.shape[1]))

@@ -1,0 +1,1 @@
+"""Running and saving: the runner (calls, widths, devices, workers), sweeps, specs, storage and results reading."""

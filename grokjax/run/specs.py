@@ -1,0 +1,135 @@
+"""The config of a sweep: problem x model x optimizer x schedule, and the runs (seeds x grid) to train.
+
+Saved in config.json as a nested, tagged, versioned spec:
+
+    {"schema": 2, "sweep": {"problem": {"kind": "groups", ...}, "model": {"kind": "mlp2", ...},
+     "optimizer": {...}, "schedule": {...}, "seed": 0, "n_seeds": ..., ...}, "task": ..., "environment": ...}
+
+`read_config` reads it back exactly; configs of schema 1 (the flat sweep config with a `train` entry, written
+before problems and models were separate) are converted, and any other schema is refused with one sentence.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from grokjax.analysis.outcomes import CI_METHODS
+from grokjax.errors import UserError
+from grokjax.models import MODELS, MLP2Spec
+from grokjax.optim import OptimizerSpec
+from grokjax.problems import PROBLEMS, GroupsProblem
+from grokjax.specs import Spec, from_registry
+from grokjax.train import Schedule
+
+SCHEMA = 2
+PRECISIONS = ("default", "high", "highest")
+
+
+@dataclass(frozen=True)
+class SweepConfig(Spec):
+    """Everything that determines a sweep's numbers; saved in config.json and compared on resume.
+
+    Defaults are the published run: S(4) vs A(4) x Z(2), MLP2 with D = H = 32, Adam with L2 weight decay 2e-5,
+    3000 full-batch epochs. A run is a (grid point, seed) pair: run r is seed r % n_seeds at grid point
+    r // n_seeds of the learning rates x weight decays (learning rate varying slowest).
+    """
+
+    problem: Spec = field(default_factory=GroupsProblem)
+    model: Spec = field(default_factory=MLP2Spec)
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    schedule: Schedule = field(default_factory=Schedule)
+    seed: int = 0
+    n_seeds: int = 10000
+    grok_threshold: float = 0.999
+    ci_method: str = "wilson"
+    seeds_per_call: int = 0  # 0: chosen for the device by the runner
+    lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: optimizer.lr)
+    weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: optimizer.weight_decay)
+    matmul_precision: str = "highest"
+
+    def __post_init__(self):
+        if self.n_seeds < 1:
+            raise UserError(f"The number of seeds must be a positive integer, got {self.n_seeds}.")
+        if self.n_seeds >= 2**32:
+            raise UserError(f"At most 2**32 - 1 seeds are supported, got {self.n_seeds}.")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"The seed must be an integer in [0, 2**32), got {self.seed}.")
+        if not 0 < self.grok_threshold <= 1:
+            raise UserError(f"The grokking threshold must be in (0, 1], got {self.grok_threshold}.")
+        if self.ci_method not in CI_METHODS:
+            raise UserError(f"Unknown interval method '{self.ci_method}'; expected one of {', '.join(CI_METHODS)}.")
+        if self.seeds_per_call < 0:
+            raise UserError(f"Seeds per call must be a positive integer, got {self.seeds_per_call}.")
+        if self.matmul_precision not in PRECISIONS:
+            raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
+        for lr, wd in zip(*self.grid_values()):
+            dataclasses.replace(self.optimizer, lr=lr, weight_decay=wd)  # validates every grid value
+        if self.n_runs >= 2**31:
+            raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
+
+    def grid_values(self) -> tuple[list[float], list[float]]:
+        """Learning rate and weight decay of every grid point, learning rate varying slowest."""
+        lrs = self.lr_grid or (self.optimizer.lr,)
+        wds = self.weight_decay_grid or (self.optimizer.weight_decay,)
+        return [lr for lr in lrs for _ in wds], [wd for _ in lrs for wd in wds]
+
+    @property
+    def n_grid(self) -> int:
+        return len(self.grid_values()[0])
+
+    @property
+    def n_runs(self) -> int:
+        """Grid points x seeds; run r is seed r % n_seeds at grid point r // n_seeds."""
+        return self.n_grid * self.n_seeds
+
+    def hparams(self) -> dict:
+        """The swept hyperparameters at the optimizer's own values, as float32 arrays."""
+        return self.optimizer.hparams()
+
+    @classmethod
+    def from_dict(cls, d: dict, what: str = "sweep config") -> "SweepConfig":
+        if not isinstance(d, dict):
+            raise UserError(f"The {what} is not a JSON object.")
+        d = dict(d)
+        problem = from_registry(PROBLEMS, d.pop("problem", None), "problem")
+        model = from_registry(MODELS, d.pop("model", None), "model")
+        rest = super().from_dict(d, what)
+        return dataclasses.replace(rest, problem=problem, model=model)
+
+
+def config_json(cfg: SweepConfig, task_summary: dict, environment: dict) -> dict:
+    """The contents of a sweep's config.json."""
+    return {"schema": SCHEMA, "sweep": cfg.to_dict(), "task": task_summary, "environment": environment}
+
+
+def _from_schema_1(old: dict) -> dict:
+    """A schema-1 sweep config (flat task fields and a `train` entry) as a schema-2 one; same numbers."""
+    old, train = dict(old), dict(old.pop("train"))
+    problem = {"kind": "groups", **{k: old.pop(k) for k in ("groups", "task", "fraction", "group_fractions",
+                                                               "iid_group", "data_seed") if k in old}}
+    model = {"kind": "mlp2", **{k: train.pop(k) for k in ("embed_dim", "hidden_dim", "unembed_bias") if k in train}}
+    optimizer = {"kind": train.pop("optimizer", "adam"),
+                 **{k: train.pop(k) for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum") if k in train}}
+    schedule = {k: train.pop(k) for k in ("log_every", "keep_every") if k in train}
+    if "epochs" in train:
+        schedule["length"] = train.pop("epochs")
+    if "matmul_precision" in train:
+        old["matmul_precision"] = train.pop("matmul_precision")
+    if train:
+        raise UserError(f"The schema-1 config has unknown training fields: {', '.join(sorted(train))}.")
+    return {"problem": problem, "model": model, "optimizer": optimizer, "schedule": schedule, **old}
+
+
+def read_config(saved: dict, where: str = "config.json") -> SweepConfig:
+    """The SweepConfig of a parsed config.json (schema 2, or schema 1 converted); else one clear UserError."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("sweep"), dict):
+        raise UserError(f"{where} holds no grokjax sweep config.")
+    schema = saved.get("schema", 1)
+    if schema not in (1, SCHEMA):
+        raise UserError(f"{where} has config schema {schema!r}; this version of grokjax reads schemas 1 and {SCHEMA}.")
+    sweep = saved["sweep"] if schema == SCHEMA else _from_schema_1(saved["sweep"]) if "train" in saved["sweep"] else None
+    if sweep is None:
+        raise UserError(f"{where} says schema 1 but has no training config.")
+    try:
+        return SweepConfig.from_dict(sweep)
+    except (TypeError, KeyError, ValueError) as e:
+        raise UserError(f"{where} is not a sweep config this version can read (schema {schema}): {e}.") from None
