@@ -12,10 +12,8 @@ from typing import ClassVar
 
 import flax.linen as nn
 
-from grokjax.errors import UserError
-from grokjax.models.base import flax_model, uniform_symmetric
-from grokjax.models.mlp2 import check_pairs
-from grokjax.specs import Spec
+from grokjax.models.base import uniform_symmetric
+from grokjax.models.pair_mlp import PairMLPSpec, embeddings, unembed
 
 
 class MLP3(nn.Module):
@@ -30,34 +28,16 @@ class MLP3(nn.Module):
     @nn.compact
     def __call__(self, left, right):
         n, d, h = self.n, self.embed_dim, self.hidden_dim
-        out = self.n_out or n
-        embed_l = self.param("embed_left", nn.initializers.normal(1.0), (n, d))
-        embed_r = self.param("embed_right", nn.initializers.normal(1.0), (n, d))
+        embed_l, embed_r = embeddings(self, n, d)
         w = self.param("w_hidden", uniform_symmetric(1 / d**0.5), (d, h))
-        w_u = self.param("w_unembed", uniform_symmetric(1 / h**0.5), (h, out))
         hidden = nn.relu((embed_l @ w)[left] + (embed_r @ w)[right])
-        logits = hidden @ w_u
-        if self.unembed_bias:
-            logits = logits + self.param("b_unembed", uniform_symmetric(1 / h**0.5), (out,))
-        return logits
+        return unembed(self, hidden, h, self.n_out or n, self.unembed_bias)
 
 
 @dataclass(frozen=True)
-class MLP3Spec(Spec):
+class MLP3Spec(PairMLPSpec):
     """MLP3's sizes (defaults: the authors' embed 32, hidden 64, with unembedding bias)."""
 
     kind: ClassVar[str] = "mlp3"
-    embed_dim: int = 32
+    module: ClassVar[type] = MLP3
     hidden_dim: int = 64
-    unembed_bias: bool = True
-
-    def __post_init__(self):
-        for name in ("embed_dim", "hidden_dim"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name.replace('_', ' ').capitalize()} must be a positive integer, got {getattr(self, name)}.")
-
-    def build(self, data):
-        check_pairs(data, self.kind)
-        n_out = None if data.n_classes == data.vocab else data.n_classes
-        module = MLP3(data.vocab, self.embed_dim, self.hidden_dim, self.unembed_bias, n_out)
-        return flax_model(module, data.columns(data.train_idx[:1]))
