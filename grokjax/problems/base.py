@@ -26,7 +26,7 @@ class Data:
     train_labels: np.ndarray  # (n_train,) int32
     eval_labels: np.ndarray  # (n_sets, n_points) int32
     eval_names: tuple[str, ...]
-    summary: dict = field(default_factory=dict)  # saved as config.json's "task"
+    summary: dict = field(default_factory=dict)  # saved as config.json's "task" (with group_names = eval_names)
     arrays: dict = field(default_factory=dict)  # saved as task.npz
 
     @property

@@ -294,7 +294,8 @@ class PinnedPool:
                 kind, a, b = self.results.get(timeout=5)
             except queue.Empty:
                 if any(p.exitcode not in (None, 0) for p in self.procs):
-                    raise RuntimeError(f"A {self.what} process died (out of memory?).") from None
+                    raise RuntimeError(f"A {self.what} process died: out of memory, or it could not load its "
+                                       f"program (see its message above).") from None
                 continue
             if kind == "failed":
                 raise RuntimeError(f"A {self.what} process failed:\n{a}")

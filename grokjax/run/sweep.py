@@ -171,7 +171,8 @@ def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bo
 
 
 def _write_start(root: Path, cfg: SweepConfig, data: Data) -> None:
-    storage.write_json(root / "config.json", config_json(cfg, data.summary, storage.environment()))
+    summary = {**data.summary, "group_names": list(data.eval_names)}  # every reader names outcomes by these
+    storage.write_json(root / "config.json", config_json(cfg, summary, storage.environment()))
     storage.write_arrays(root / "task.npz", data.arrays)
 
 
