@@ -24,7 +24,7 @@ from grokjax.errors import UserError
 from grokjax.figures.jacobian import CONFIG_KEY, draw_jacobian, is_jacobian_results
 from grokjax.problems.group_tasks import GroupsProblem
 from grokjax.run import runner, storage
-from grokjax.run.outdir import check_writable, replace_directory
+from grokjax.run.outdir import check_replaceable, check_writable, replace_directory
 from grokjax.run.specs import SweepConfig
 from grokjax.train import Schedule, make_trainer, seed_keys
 
@@ -178,10 +178,7 @@ def run_jacobian(a) -> None:
     for cfg in settings.values():
         cfg.problem.build()  # every bad input is found before any training
     root = Path(a.out or time.strftime("results/jacobian-%Y%m%d-%H%M%S"))
-    if root.exists() and not a.overwrite:
-        raise UserError(f"The output directory {root} already exists; pass --overwrite to replace it.")
-    if root.exists() and not is_jacobian_results(root):
-        raise UserError(f"Refusing to overwrite {root}: it is not a training-Jacobian results directory.")
+    check_replaceable(root, a.overwrite, is_jacobian_results(root), "training-Jacobian")
     check_writable(root)
 
     results, summaries, timings = {}, {}, {}

@@ -23,6 +23,21 @@ def check_writable(path: Path) -> None:
         raise UserError(f"Cannot write to the output directory {path}: {ancestor} is not a writable directory.")
 
 
+def check_replaceable(root: Path, overwrite: bool, ours: bool, kind: str, other_choice: str = "") -> bool:
+    """Whether `root` holds results to replace: False if it is absent or empty; with `overwrite`, True if it holds
+    our own results (`ours`: of `kind`); else UserError (`other_choice`, e.g. ' --resume to continue it or', is
+    offered beside --overwrite)."""
+    if root.exists() and not root.is_dir():
+        raise UserError(f"The output path {root} exists and is not a directory.")
+    if not root.exists() or not any(root.iterdir()):
+        return False
+    if not overwrite:
+        raise UserError(f"The output directory {root} already exists; pass{other_choice} --overwrite to replace it.")
+    if not ours:
+        raise UserError(f"Refusing to overwrite {root}: it is not a {kind} results directory.")
+    return True
+
+
 def refuse_existing(paths: list[Path], overwrite: bool) -> None:
     """UserError if any of `paths` exists and `overwrite` is off, or their directory is not writable."""
     existing = [p.name for p in paths if p.exists()]

@@ -33,7 +33,8 @@ from grokjax.analysis.outcomes import first_epoch_at_least, format_summary, grok
 from grokjax.errors import UserError
 from grokjax.problems.base import Data
 from grokjax.run import runner, storage
-from grokjax.run.outdir import check_writable
+from grokjax.run.outdir import check_replaceable, check_writable
+from grokjax.run.results import read_config_json
 from grokjax.run.specs import SweepConfig, config_json, read_config
 from grokjax.train import make_trainer, seed_keys
 
@@ -111,14 +112,8 @@ def _pending_chunks(done: np.ndarray, chunk: int):
 
 
 def _saved_config(root: Path) -> dict | None:
-    """The sweep config saved in `root` (as saved), or None if `root` is not a grokjax results directory."""
-    try:
-        saved = storage.read_json(root / "config.json")
-    except (OSError, ValueError):
-        return None
-    if not isinstance(saved, dict) or not {"sweep", "task", "environment"} <= saved.keys():
-        return None
-    return saved
+    """The config.json saved in `root` (as saved), or None if `root` is not a grokjax sweep directory."""
+    return read_config_json(root, "sweep")
 
 
 def read_sweep_config(root) -> SweepConfig:
@@ -145,21 +140,15 @@ def _differences(saved: dict, wanted: dict, prefix: str = "") -> list[str]:
 
 def _prepare_directory(root: Path, cfg: SweepConfig, resume: bool, overwrite: bool) -> None:
     """Create, check or clear the results directory; refuse anything that would mix or lose results."""
-    if root.exists() and not root.is_dir():
-        raise UserError(f"The output path {root} exists and is not a directory.")
-    saved = _saved_config(root) if root.exists() else None
-    if root.exists() and resume:
+    saved = _saved_config(root) if root.is_dir() else None
+    if root.is_dir() and resume:
         if saved is None:
             raise UserError(f"{root} holds no grokjax sweep to resume (no readable config.json).")
         diff = _differences(read_config(saved, str(root / "config.json")).to_dict(), cfg.to_dict())
         if diff:
             raise UserError(f"Cannot resume {root}: its config differs in {', '.join(diff)}.")
         return
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise UserError(f"The output directory {root} already exists; pass --resume to continue it or --overwrite to replace it.")
-        if saved is None:
-            raise UserError(f"Refusing to overwrite {root}: it is not a grokjax results directory.")
+    if check_replaceable(root, overwrite, saved is not None, "grokjax", " --resume to continue it or"):
         shutil.rmtree(root)
     if resume:
         raise UserError(f"There is nothing to resume at {root}.")
