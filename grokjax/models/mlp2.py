@@ -16,20 +16,14 @@ from typing import ClassVar
 import flax.linen as nn
 
 from grokjax.models.base import uniform_symmetric
-from grokjax.models.pair_mlp import PairMLPSpec, embeddings, unembed
+from grokjax.models.pair_mlp import PairMLP, PairMLPSpec, embeddings, unembed
 
 
-class MLP2(nn.Module):
+class MLP2(PairMLP):
     """Two embeddings, a shared ReLU layer and an unembedding.
 
     Call with integer inputs `left`, `right` of shape (batch,) and get logits (batch, N).
     """
-
-    n: int
-    embed_dim: int = 32
-    hidden_dim: int = 32
-    unembed_bias: bool = True
-    n_out: int | None = None  # classes (default n)
 
     @nn.compact
     def __call__(self, left, right):

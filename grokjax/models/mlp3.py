@@ -13,17 +13,13 @@ from typing import ClassVar
 import flax.linen as nn
 
 from grokjax.models.base import uniform_symmetric
-from grokjax.models.pair_mlp import PairMLPSpec, embeddings, unembed
+from grokjax.models.pair_mlp import PairMLP, PairMLPSpec, embeddings, unembed
 
 
-class MLP3(nn.Module):
+class MLP3(PairMLP):
     """Left and right embeddings summed, one linear map without bias, ReLU, unembedding."""
 
-    n: int
-    embed_dim: int = 32
     hidden_dim: int = 64
-    unembed_bias: bool = True
-    n_out: int | None = None
 
     @nn.compact
     def __call__(self, left, right):

@@ -13,6 +13,16 @@ from grokjax.models.base import flax_model, uniform_symmetric
 from grokjax.specs import Spec
 
 
+class PairMLP(nn.Module):
+    """Fields of a model of token pairs: N tokens, sizes D and H, the unembedding bias, classes (default N)."""
+
+    n: int
+    embed_dim: int = 32
+    hidden_dim: int = 32
+    unembed_bias: bool = True
+    n_out: int | None = None
+
+
 def embeddings(module: nn.Module, n: int, d: int):
     """The left and right (n, d) embedding tables ~ N(0, 1)."""
     return (module.param("embed_left", nn.initializers.normal(1.0), (n, d)),
