@@ -103,7 +103,8 @@ def config_json(cfg: SweepConfig, task_summary: dict, environment: dict) -> dict
 
 def _from_schema_1(old: dict) -> dict:
     """A schema-1 sweep config (flat task fields and a `train` entry) as a schema-2 one; same numbers."""
-    old, train = dict(old), dict(old.pop("train"))
+    old = dict(old)
+    train = dict(old.pop("train"))
     problem = {"kind": "groups", **{k: old.pop(k) for k in ("groups", "task", "fraction", "group_fractions",
                                                                "iid_group", "data_seed") if k in old}}
     model = {"kind": "mlp2", **{k: train.pop(k) for k in ("embed_dim", "hidden_dim", "unembed_bias") if k in train}}
