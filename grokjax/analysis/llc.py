@@ -20,7 +20,11 @@ keys come from the caller (`seed_keys(seed, indices)`, the function that also
 draws the sweep's initializations, hence the tag: even with the sweep's seed the
 SGLD noise is not derived from the key that drew w*'s init), so a model's chains
 do not depend on how many models run beside it. Step t of a chain with key k
-splits `fold_in(k, t)` into its noise key and its minibatch key.
+draws its noise with the key `fold_in(k, t)` and its minibatch with
+`fold_in(fold_in(k, t), BATCH_TAG)`. The normals come from JAX's threefry in
+its non-partitionable form (the numbers differ from the partitionable default,
+not their law): on CPU it draws a normal in 7.4 ns instead of 11.7, and the
+noise is the largest cost of a step after the gradient.
 
 Models run through the sweep's runner (`grokjax.run.runner`) at its width
 policy: every compiled call holds exactly `models_per_call` models (the last
@@ -47,6 +51,8 @@ from grokjax.train import make_trainer
 
 CHAIN_TAG = 0x11C
 """Folded into every model key before the chain index, so chain keys differ from the sweep's init keys."""
+BATCH_TAG = 0xBA7
+"""Folded into a step's noise key for its minibatch key."""
 MIN_DRAWS_AFTER_BURN_IN = 4
 """Thinned draws after burn-in that split-R-hat needs (two halves of at least two)."""
 
@@ -140,12 +146,14 @@ def _chain(loss: LLCLoss, w_star, key, hp, cfg: LLCConfig):
 
     def step(carry, t):
         w, post_sum, finite = carry
-        k_noise, k_batch = jax.random.split(jax.random.fold_in(key, t))
+        k_noise = jax.random.fold_in(key, t)
         batch = None
         if cfg.batch_size:
-            batch = jax.random.choice(k_batch, loss.n_data, (cfg.batch_size,), replace=False)
+            batch = jax.random.choice(jax.random.fold_in(k_noise, BATCH_TAG), loss.n_data, (cfg.batch_size,),
+                                      replace=False)
         value, grad = value_and_grad(w, batch)
-        noise = unravel(jax.random.normal(k_noise, flat.shape, flat.dtype))  # one draw for every leaf compiles faster
+        with jax.threefry_partitionable(False):  # 1.6x faster on CPU (module docstring)
+            noise = unravel(jax.random.normal(k_noise, flat.shape, flat.dtype))  # one draw for every leaf compiles faster
         w = jax.tree.map(lambda w, g, w0, xi: w - eps / 2 * nbeta * g + eps / 2 * gamma * (w0 - w) + jnp.sqrt(eps) * xi,
                          w, grad, w_star, noise)
         post_sum = post_sum + jnp.where(t >= cfg.burn_steps, value - baseline, 0.0)
@@ -243,7 +251,7 @@ def estimate_llc(loss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict
         raise UserError("LLC worker processes need the loss as (make_loss, args), which they can rebuild.")
     cfg = with_models_per_call(loss, cfg, params, keys)
     out, _ = runner.map_program((llc_program, (loss, cfg)), llc_inputs(params, keys, cfg, hparams),
-                                cfg.models_per_call, workers, on_call)
+                                cfg.models_per_call, workers, on_call, what="model", option="--models-per-call")
     return LLCResult(*out)
 
 
@@ -271,7 +279,12 @@ def model_loss(trainer, data, behavioral: bool = False) -> LLCLoss:
 
     def loss_at(w_star):
         if not behavioral:
-            return lambda w, batch: -jnp.mean(jnp.take_along_axis(log_probs(w, batch), take(labels, batch)[:, None], 1))
+            def cross_entropy(w, batch):
+                logits = trainer.apply(w, tuple(take(x, batch) for x in inputs))
+                true = jnp.take_along_axis(logits, take(labels, batch)[:, None], 1)[:, 0]
+                return jnp.mean(jax.nn.logsumexp(logits, -1) - true)
+
+            return cross_entropy
         target = log_probs(w_star, None)
 
         def kl(w, batch):
