@@ -137,3 +137,18 @@ def test_cli_model_mlp3_uses_the_authors_hidden_size_64(tmp_path, capsys):
     model = json.loads((out / "config.json").read_text())["sweep"]["model"]
     assert model == {"kind": "mlp3", "embed_dim": 8, "hidden_dim": 64, "unembed_bias": True}
     assert load_params(out / "params")["w_hidden"].shape == (1, 8, 64)
+
+
+def test_a_short_s4_vs_a4z2_sweep_of_mlp3_runs_end_to_end(tmp_path):
+    """The published pair (336 of 576 pairs agree) with MLP3: every file written, losses falling from epoch 0."""
+    from grokjax.problems import GroupsProblem
+
+    cfg = small(problem=GroupsProblem(), model=MLP3Spec(8, 16), epochs=40, log_every=20, n_seeds=4, seeds_per_call=4)
+    run_sweep(cfg, tmp_path / "s4", workers=1, progress=False, log=lambda *_: None, cache_dir=None)
+    outcome = json.loads((tmp_path / "s4" / "outcome.json").read_text())
+    assert outcome["groups"] == ["S(4)", "times(A(4),Z(2))"] and sum(r["count"] for r in outcome["outcomes"]) == 4
+    params = load_params(tmp_path / "s4" / "params")
+    assert params["w_hidden"].shape == (4, 8, 16) and params["w_unembed"].shape == (4, 16, 24)
+    traces = read_arrays(tmp_path / "s4" / "traces.npz")
+    assert traces["train_loss"].shape == (4, 3) and np.all(traces["train_loss"][:, -1] < traces["train_loss"][:, 0])
+    assert json.loads((tmp_path / "s4" / "config.json").read_text())["task"]["n_train"] == 336
