@@ -1,4 +1,4 @@
-"""Training Jacobians J = dθ_T/dθ_0 of MLP2 and their spectra against the number of epochs T.
+"""Training Jacobians J = dθ_T/dθ_0 (of MLP2 by default; any --model) and their spectra against the number of epochs T.
 
 Defaults are the published setting: D = H = 32 with unembedding bias, Adam (lr
 1e-2, betas 0.9/0.98) with L2 weight decay 2e-4 on weights (the Jacobian's

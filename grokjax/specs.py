@@ -2,7 +2,8 @@
 
 A spec with a `kind` (a problem, a model) is saved as `{"kind": ..., field: value, ...}` and read back through
 the registry of its family; tuples are saved as lists and restored as tuples, nested specs recursively. Unknown
-or missing fields are refused with one sentence, so results never load into a silently different config.
+fields are refused with one sentence, so results never load into a silently different config; a missing field
+takes its default (so a field added later, with a default that keeps the old behaviour, reads old results).
 """
 
 import dataclasses

@@ -1,8 +1,9 @@
 """What every model is to the trainer: a pure `init(key) -> params` and `apply(params, inputs) -> logits`.
 
 Models are flax modules wrapped by `flax_model`; `inputs` is a tuple of (batch,) token arrays, one per input
-position (a group pair: left, right). Parameters are a dict of arrays; a leaf whose name starts with `b_` is a
-bias, every other leaf a weight (weight decay and the weight norm see weights only).
+position (a group pair: left, right). Parameters are a (possibly nested) dict of arrays; a leaf named `b_...`,
+`bias` (flax's Dense, LayerNorm) or `scale` (LayerNorm's gain) is not a weight, every other leaf is (weight
+decay and the weight norm see weights only).
 """
 
 from typing import Callable, NamedTuple
@@ -35,7 +36,8 @@ def uniform_symmetric(scale: float):
 
 
 def _is_weight(path) -> bool:
-    return not str(getattr(path[-1], "key", path[-1])).startswith("b_")
+    name = str(getattr(path[-1], "key", path[-1]))
+    return not (name.startswith("b_") or name in ("bias", "scale"))
 
 
 def weights_only(params):
