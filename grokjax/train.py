@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from grokjax.errors import UserError
-from grokjax.models.base import Model, weight_norm
+from grokjax.models.base import weight_norm
 from grokjax.optim import make_optimizer
 from grokjax.problems.base import Data
 from grokjax.specs import Spec
@@ -103,7 +103,6 @@ class Trainer(NamedTuple):
     metrics: Callable  # params -> Metrics
     apply: Callable  # (params, inputs) -> logits
     loss: Callable  # params -> (mean train cross-entropy, every train point correct)
-    model: Model
 
 
 def make_trainer(data: Data, cfg) -> Trainer:
@@ -206,7 +205,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
             kept = _prepend(first_state, kept)
         return state, _prepend(first, trace), kept
 
-    return Trainer(init, start, step, advance, train, metrics, apply, loss_fn, model)
+    return Trainer(init, start, step, advance, train, metrics, apply, loss_fn)
 
 
 def _prepend(first, rest):

@@ -17,13 +17,12 @@ class Model(NamedTuple):
 
     init: Callable  # key -> params
     apply: Callable  # (params, inputs) -> logits (batch, n_classes)
-    module: object  # the flax module, for its sizes
 
 
 def flax_model(module, example_inputs) -> Model:
     """The pure pair of a flax module called as `module(*inputs)`; `example_inputs` fixes the input shapes."""
     return Model(lambda key: module.init(key, *example_inputs)["params"],
-                 lambda params, inputs: module.apply({"params": params}, *inputs), module)
+                 lambda params, inputs: module.apply({"params": params}, *inputs))
 
 
 def uniform_symmetric(scale: float):
