@@ -16,7 +16,7 @@ from grokjax.cli import add_config_options, config_from_args, config_options, ru
 from grokjax.errors import UserError
 from grokjax.run.runner import default_cache_dir, start_distributed
 from grokjax.run.specs import SweepConfig
-from grokjax.run.sweep import read_sweep_config, run_sweep
+from grokjax.run.sweep import read_resumable_config, run_sweep
 
 
 def parse_args(argv=None):
@@ -40,7 +40,8 @@ def parse_args(argv=None):
     g.add_argument("--out", default=None, help="results directory (default: results/sweep-YYYYmmdd-HHMMSS)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted sweep in --out")
-    mode.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace an existing results directory; the old results stay until the new ones are complete")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     cache = g.add_mutually_exclusive_group()
     cache.add_argument("--compile-cache", default=default_cache_dir(), metavar="DIR",
@@ -58,7 +59,7 @@ def parse_args(argv=None):
     if args.resume and args.out is None:
         p.error("--resume needs --out: name the results directory to continue")
     if args.resume:  # the saved config supplies every option not given again
-        c = read_sweep_config(args.out)
+        c = read_resumable_config(args.out)  # an interrupted --overwrite's new sweep, else the directory's
         p.set_defaults(**config_options(c), n_seeds=c.n_seeds, seed=c.seed, seeds_per_call=c.seeds_per_call,
                        grok_threshold=c.grok_threshold, ci=c.ci_method)
         args = p.parse_args(argv)
@@ -80,4 +81,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_cli(main, interrupted="Interrupted; finished chunks are saved: run again with --resume --out DIR to continue.")
+    run_cli(main, interrupted="Interrupted before anything was written.")  # later, run_sweep names what was kept

@@ -7,21 +7,35 @@ message and exits 2; Ctrl-C exits 130.
 """
 
 import argparse
+import signal
 import sys
 
-from grokjax.errors import UserError
+from grokjax.errors import Interrupted, UserError
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (`kill PID`) is handled like Ctrl-C: temporary files removed, one sentence
 
 
 def run_cli(main, interrupted: str = "Interrupted.") -> None:
-    """Run `main()`; a UserError prints its message and exits 2, Ctrl-C prints `interrupted` and exits 130."""
+    """Run `main()`; a UserError prints its message and exits 2, Ctrl-C (or SIGTERM) prints the message of the
+    `Interrupted` raised (what was kept, how to continue), else `interrupted`, and exits 130."""
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         main()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(e.message if isinstance(e, Interrupted) else interrupted, file=sys.stderr)
         sys.exit(130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,

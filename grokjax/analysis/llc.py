@@ -251,7 +251,7 @@ def estimate_llc(loss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict
         raise UserError("LLC worker processes need the loss as (make_loss, args), which they can rebuild.")
     cfg = with_models_per_call(loss, cfg, params, keys)
     out, _ = runner.map_program((llc_program, (loss, cfg)), llc_inputs(params, keys, cfg, hparams),
-                                cfg.models_per_call, workers, on_call)
+                                cfg.models_per_call, workers, on_call, what="model", option="--models-per-call")
     return LLCResult(*out)
 
 

@@ -37,23 +37,64 @@ def category_names(group_names) -> list[str]:
     return names
 
 
-def outcome_summary(grok: np.ndarray, group_names, level: float = 0.95, method: str = "wilson") -> dict:
-    """Counts and fractions of every outcome, with `level` confidence intervals (Wilson or Clopper-Pearson)."""
-    n = len(grok)
-    rows = []
-    for name, subset in zip(category_names(group_names), product((True, False), repeat=len(group_names))):
-        count = int(np.all(grok == np.array(subset), axis=1).sum())
-        ci = binomtest(count, n).proportion_ci(confidence_level=level, method=method)
-        rows.append({"outcome": name, "count": count, "fraction": count / n, "ci_low": ci.low, "ci_high": ci.high})
-    return {"n_seeds": n, "groups": list(group_names), "ci_level": level, "ci_method": method, "outcomes": rows}
+def outcome_counts(grok: np.ndarray) -> np.ndarray:
+    """How many seeds fall in each outcome (in `category_names` order) from their (seeds, groups) booleans."""
+    grok = np.asarray(grok, bool)
+    subsets = np.array(list(product((True, False), repeat=grok.shape[1])))
+    return np.array([int(np.all(grok == s, axis=1).sum()) for s in subsets], np.int64)
+
+
+def _interval(count: int, n: int, level: float, method: str) -> dict:
+    if n == 0:  # every seed diverged: no fraction to estimate
+        return {"count": int(count), "fraction": None, "ci_low": None, "ci_high": None}
+    ci = binomtest(int(count), int(n)).proportion_ci(confidence_level=level, method=method)
+    return {"count": int(count), "fraction": count / n, "ci_low": ci.low, "ci_high": ci.high}
+
+
+def summary_from_counts(counts, n_diverged: int, group_names, level: float = 0.95, method: str = "wilson") -> dict:
+    """The outcome summary of seeds counted per outcome (`outcome_counts` of the seeds that did not diverge) and
+    `n_diverged` seeds whose loss or parameters became non-finite.
+
+    Fractions and intervals of the outcomes are of the `n_finite` seeds that did not diverge; the diverged
+    seeds are counted apart, their fraction (and interval) of all `n_seeds`."""
+    n_finite = int(np.sum(counts))
+    n = n_finite + int(n_diverged)
+    rows = [{"outcome": name, **_interval(c, n_finite, level, method)}
+            for name, c in zip(category_names(group_names), counts)]
+    return {"n_seeds": n, "n_finite": n_finite, "n_diverged": int(n_diverged), "groups": list(group_names),
+            "ci_level": level, "ci_method": method, "outcomes": rows,
+            "diverged": _interval(n_diverged, n, level, method)}
+
+
+def outcome_summary(grok: np.ndarray, group_names, level: float = 0.95, method: str = "wilson",
+                    diverged: np.ndarray | None = None) -> dict:
+    """Counts and fractions of every outcome, with `level` confidence intervals (Wilson or Clopper-Pearson);
+    seeds flagged in `diverged` are counted apart (see `summary_from_counts`)."""
+    grok = np.asarray(grok, bool)
+    diverged = np.zeros(len(grok), bool) if diverged is None else np.asarray(diverged, bool)
+    return summary_from_counts(outcome_counts(grok[~diverged].reshape(-1, len(group_names))), int(diverged.sum()),
+                               group_names, level, method)
+
+
+def _cells(r: dict) -> str:
+    if r["fraction"] is None:
+        return f"{r['count']:>7}  {'-':>8}  -"
+    return f"{r['count']:>7}  {r['fraction']:>8.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
 
 
 def format_summary(summary: dict) -> str:
-    """The outcome table as printed at the end of a sweep."""
+    """The outcome table as printed at the end of a sweep; with diverged seeds, a 'diverged' line (its fraction
+    of all seeds) and a note that the fractions above it are of the seeds that did not diverge."""
     level = round(100 * summary["ci_level"])
-    width = max(len("outcome"), *(len(r["outcome"]) for r in summary["outcomes"]))
+    diverged = summary.get("n_diverged", 0)
+    width = max(len("outcome"), len("diverged"), *(len(r["outcome"]) for r in summary["outcomes"]))
     lines = [f"{'outcome':<{width}}  {'seeds':>7}  {'fraction':>8}  {level}% CI ({summary['ci_method']})"]
     for r in summary["outcomes"]:
-        lines.append(f"{r['outcome']:<{width}}  {r['count']:>7}  {r['fraction']:>8.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]")
+        lines.append(f"{r['outcome']:<{width}}  {_cells(r)}")
+    if diverged:
+        lines.append(f"{'diverged':<{width}}  {_cells(summary['diverged'])}")
     lines.append(f"{'total':<{width}}  {summary['n_seeds']:>7}")
+    if diverged:
+        lines.append(f"(the outcome fractions are of the {summary['n_finite']} seeds that did not diverge; "
+                     f"'diverged' is of all {summary['n_seeds']}: non-finite loss or parameters)")
     return "\n".join(lines)

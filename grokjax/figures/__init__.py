@@ -3,13 +3,29 @@
 `draw(results_dir)` picks the kind: a training-Jacobian directory, else a sweep (with its LLC estimates).
 """
 
+import contextlib
+import sys
+
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.sweep import draw_all
+from grokjax.run.results import diverged_warning, load_sweep
 
 
 def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
-    """Draw every figure of `results_dir`: the paths written and lines worth printing (the LLC's correlations)."""
-    if is_jacobian_results(results_dir):
-        return draw_jacobian(results_dir, out_dir), []
-    return draw_all(results_dir, out_dir), llc_correlation_lines(results_dir)
+    """Draw every figure of `results_dir`: the paths written and lines worth printing (the LLC's correlations);
+    runs that diverged in training are left out of the figures, with a warning on stderr. Into the results directory (the
+    default) only with its lock held, as every writer of it (`grokjax.run.outdir.locked`)."""
+    from pathlib import Path
+
+    from grokjax.run.outdir import guard, locked
+
+    inside = out_dir is None or Path(out_dir).absolute().is_relative_to(Path(results_dir).absolute())
+    lock = locked(results_dir) if inside and Path(results_dir).is_dir() else contextlib.nullcontext()
+    with guard(lambda: "the figures written so far are complete: run the same command again"), lock:
+        if is_jacobian_results(results_dir):
+            return draw_jacobian(results_dir, out_dir), []
+        warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+        return draw_all(results_dir, out_dir), llc_correlation_lines(results_dir)

@@ -17,14 +17,28 @@ DPI = 150
 CI_NAMES = {"wilson": "Wilson score", "exact": "Clopper-Pearson"}
 
 
-def seed_outcomes(grokked: np.ndarray, group_names) -> np.ndarray:
-    """Each seed's outcome name ('both', 'S(4) only', ...) from its (seeds, groups) grokked booleans."""
+DIVERGED = "diverged"
+"""The label of a run whose loss or parameters became non-finite: no outcome; figures leave it out and say so."""
+
+
+def seed_outcomes(grokked: np.ndarray, group_names, diverged: np.ndarray | None = None) -> np.ndarray:
+    """Each seed's outcome name ('both', 'S(4) only', ...) from its (seeds, groups) grokked booleans; DIVERGED for
+    the seeds flagged in `diverged`."""
     grokked = np.asarray(grokked, dtype=bool)
     if grokked.ndim != 2 or grokked.shape[1] != len(group_names):
         raise ValueError(f"grokked has shape {grokked.shape}, expected (seeds, {len(group_names)}).")
     subsets = np.array(list(product((True, False), repeat=len(group_names))))
     match = np.all(grokked[:, None, :] == subsets[None, :, :], axis=2)
-    return np.array(category_names(group_names))[np.argmax(match, axis=1)]
+    labels = np.array(category_names(group_names), dtype=object)[np.argmax(match, axis=1)]
+    if diverged is not None:
+        labels[np.asarray(diverged, bool)] = DIVERGED
+    return labels.astype(str)
+
+
+def diverged_note(labels: np.ndarray) -> str:
+    """'; 3 diverged runs not shown' (for titles and notes), or '' when no run diverged."""
+    n = int(np.sum(labels == DIVERGED))
+    return f"{n} diverged run{'s' if n != 1 else ''} (non-finite loss or parameters) not shown" if n else ""
 
 
 def outcome_colours(names) -> dict:

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from scipy.stats import rankdata
 
 from grokjax.analysis.outcomes import category_names
-from grokjax.figures.common import outcome_colours, seed_outcomes, versus
+from grokjax.figures.common import DIVERGED, diverged_note, outcome_colours, seed_outcomes, versus
 from grokjax.run.results import load_sweep, read_npz
 
 LLC_KINDS = {"llc": "LLC", "behavioral_llc": "behavioral LLC"}
@@ -43,6 +43,8 @@ def _llc_against(sweep: dict, llc: dict) -> dict:
     for name, key in (("final train loss", "final_train_loss"), ("final weight norm", "final_weight_norm")):
         x, y = seeds[key][llc["run"]], llc["llc"]
         ok = np.isfinite(x) & np.isfinite(y) & ((x > 0) if key == "final_train_loss" else True)
+        if "diverged" in sweep:
+            ok &= ~sweep["diverged"][llc["run"]]
         out[name] = (x, y, ok)
     return out
 
@@ -74,7 +76,8 @@ def llc_correlation_lines(results_dir) -> list[str]:
 
 def _llc_outcomes(sweep: dict, llc: dict) -> tuple[np.ndarray, list[str], dict]:
     """Outcome of each estimated seed, the outcomes present, and the colour of every outcome."""
-    labels = seed_outcomes(sweep["seeds"]["grokked"][llc["run"]], sweep["group_names"])
+    diverged = sweep["diverged"][llc["run"]] if "diverged" in sweep else None
+    labels = seed_outcomes(sweep["seeds"]["grokked"][llc["run"]], sweep["group_names"], diverged)  # left out
     names = category_names(sweep["group_names"])
     return labels, [n for n in names if np.any(labels == n)], outcome_colours(names)
 
@@ -97,10 +100,10 @@ def llc_by_outcome(sweep: dict, llc: dict, label: str = "LLC") -> Figure:
     ax.set_xlabel(f"{label} (mean over chains)")
     ax.set_ylabel("seeds")
     ax.set_title(f"{versus(sweep['group_names'])}: {label} of each seed by outcome")
-    lost = int(np.sum(~finite))
-    if lost:
-        ax.text(0.01, 0.98, f"{lost} seeds with every chain diverged not shown", transform=ax.transAxes,
-                fontsize=8, va="top")
+    lost = int(np.sum(~finite & (labels != DIVERGED)))
+    notes = [n for n in (diverged_note(labels), f"{lost} seeds with every chain diverged not shown" if lost else "") if n]
+    if notes:
+        ax.text(0.01, 0.98, "; ".join(notes), transform=ax.transAxes, fontsize=8, va="top")
     ax.grid(alpha=0.3)
     ax.legend(title="outcome (seeds)", fontsize=8)
     return fig

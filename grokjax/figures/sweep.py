@@ -10,7 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from grokjax.analysis.outcomes import category_names
-from grokjax.figures.common import CI_NAMES, figures_dir, outcome_colours, save_figure, seed_outcomes, versus
+from grokjax.figures.common import (CI_NAMES, diverged_note, figures_dir, outcome_colours, save_figure, seed_outcomes,
+                                    versus)
 from grokjax.figures.llc import draw_llc
 from grokjax.run.results import load_sweep
 
@@ -19,7 +20,8 @@ FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
 
 def outcome_fractions(sweep: dict) -> Figure:
     """Bar chart of the fraction of seeds in each outcome, with its confidence interval and seed count;
-    for a hyperparameter grid, one bar per grid point in each outcome."""
+    for a hyperparameter grid, one bar per grid point in each outcome. Fractions are of the seeds that did not
+    diverge; the diverged seeds are counted in the title."""
     summary = sweep["outcome"]
     points = summary.get("grid", [summary])
     names = [r["outcome"] for r in points[0]["outcomes"]]
@@ -30,9 +32,9 @@ def outcome_fractions(sweep: dict) -> Figure:
     top = 0.0
     for j, point in enumerate(points):
         rows = point["outcomes"]
-        frac = np.array([r["fraction"] for r in rows])
-        low = np.clip(frac - np.array([r["ci_low"] for r in rows]), 0, None)
-        high = np.clip(np.array([r["ci_high"] for r in rows]) - frac, 0, None)
+        frac = np.array([r["fraction"] if r["fraction"] is not None else 0.0 for r in rows])
+        low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
+        high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
         x = np.arange(len(rows)) + (j - (len(points) - 1) / 2) * width
         label = f"lr {point['lr']:g}, wd {point['weight_decay']:g}" if "lr" in point else None
         ax.bar(x, frac, width * 0.95, color=[colours[n] for n in names] if label is None else f"C{j}",
@@ -47,7 +49,9 @@ def outcome_fractions(sweep: dict) -> Figure:
     method = CI_NAMES.get(summary.get("ci_method", points[0]["ci_method"]), points[0]["ci_method"])
     ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * points[0]['ci_level'])}% {method} CI)")
     grid = f" at each of {len(points)} grid points" if len(points) > 1 else ""
-    ax.set_title(f"Which group each seed grokked: {versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}")
+    diverged = sum(p.get("n_diverged", 0) for p in points)
+    apart = f"\n{diverged} diverged (non-finite loss or parameters), left out of the fractions" if diverged else ""
+    ax.set_title(f"Which group each seed grokked: {versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}{apart}")
     if len(points) > 1:
         ax.legend(title="grid point", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -57,9 +61,9 @@ def outcome_fractions(sweep: dict) -> Figure:
 def loss_vs_weight_norm(sweep: dict) -> Figure:
     """Final training loss (log scale) against final weight norm, one colour per outcome."""
     seeds, group_names = sweep["seeds"], sweep["group_names"]
-    labels = seed_outcomes(seeds["grokked"], group_names)
+    labels = seed_outcomes(seeds["grokked"], group_names, sweep.get("diverged"))
     norm, loss = seeds["final_weight_norm"], seeds["final_train_loss"]
-    shown = np.isfinite(norm) & np.isfinite(loss) & (loss > 0)
+    shown = np.isfinite(norm) & np.isfinite(loss) & (loss > 0) & (labels != "diverged")
     names = category_names(group_names)
     colours = outcome_colours(names)
     counts = {n: int(np.sum(labels == n)) for n in names}
@@ -77,9 +81,10 @@ def loss_vs_weight_norm(sweep: dict) -> Figure:
     ax.set_ylabel("final training loss (log scale)")
     epochs = sweep["traces"]["epochs"]
     ax.set_title(f"{versus(group_names)}: loss and weight norm after {int(epochs[-1])} epochs")
-    if not shown.all():
-        ax.text(0.01, 0.01, f"{int(np.sum(~shown))} seeds with non-finite or zero loss not shown",
-                transform=ax.transAxes, fontsize=8, va="bottom")
+    hidden = int(np.sum(~shown & (labels != "diverged")))
+    notes = [n for n in (diverged_note(labels), f"{hidden} seeds with zero loss not shown" if hidden else "") if n]
+    if notes:
+        ax.text(0.01, 0.01, "; ".join(notes), transform=ax.transAxes, fontsize=8, va="bottom")
     ax.grid(alpha=0.3, which="both")
     fig.legend(title="outcome (seeds)", loc="outside lower center", ncols=len(present))
     return fig
@@ -88,8 +93,8 @@ def loss_vs_weight_norm(sweep: dict) -> Figure:
 def accuracy_curves(sweep: dict) -> Figure:
     """Per group, full-table accuracy against epoch: median and 25-75% band of the seeds of each outcome."""
     traces, group_names, threshold = sweep["traces"], sweep["group_names"], sweep["threshold"]
-    labels = seed_outcomes(sweep["seeds"]["grokked"], group_names)
-    names = [n for n in category_names(group_names) if np.any(labels == n)]
+    labels = seed_outcomes(sweep["seeds"]["grokked"], group_names, sweep.get("diverged"))
+    names = [n for n in category_names(group_names) if np.any(labels == n)]  # diverged runs have no outcome
     colours = outcome_colours(category_names(group_names))
     epochs, acc = traces["epochs"], traces["group_acc"]
 
@@ -107,7 +112,8 @@ def accuracy_curves(sweep: dict) -> Figure:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy on the group's whole table")
     axes[0].set_ylim(0, 1.03)
-    fig.suptitle("Median and 25-75% band over the seeds of each outcome")
+    note = diverged_note(labels)
+    fig.suptitle("Median and 25-75% band over the seeds of each outcome" + (f"\n({note})" if note else ""))
     fig.legend(*axes[0].get_legend_handles_labels(), title="outcome (seeds)", loc="outside right upper")
     return fig
 

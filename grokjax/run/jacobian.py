@@ -24,7 +24,7 @@ from grokjax.errors import UserError
 from grokjax.figures.jacobian import CONFIG_KEY, draw_jacobian, is_jacobian_results
 from grokjax.problems.group_tasks import GroupsProblem
 from grokjax.run import runner, storage
-from grokjax.run.outdir import check_replaceable, check_writable, replace_directory
+from grokjax.run.outdir import check_replaceable, check_writable, guard, locked, replace_directory
 from grokjax.run.specs import SweepConfig
 from grokjax.train import Schedule, make_trainer, seed_keys
 
@@ -180,7 +180,12 @@ def run_jacobian(a) -> None:
     root = Path(a.out or time.strftime("results/jacobian-%Y%m%d-%H%M%S"))
     check_replaceable(root, a.overwrite, is_jacobian_results(root), "training-Jacobian")
     check_writable(root)
+    kept = f"{root} is unchanged" if root.exists() else "nothing was written"
+    with guard(lambda: f"{kept}: run the same command again"), locked(root):
+        _compute_and_save(a, root, settings, epochs, t0)
 
+
+def _compute_and_save(a, root: Path, settings: dict, epochs, t0: float) -> None:
     results, summaries, timings = {}, {}, {}
     for name, cfg in settings.items():
         start = time.perf_counter()
@@ -204,7 +209,8 @@ def run_jacobian(a) -> None:
 
 
 def write_results(root: Path, config: dict, results: dict, run: dict) -> None:
-    """The whole results directory at once, replacing an old one only once the new one is complete."""
+    """The whole results directory at once, replacing an old one only once the new one is complete (call with
+    `locked(root)` held)."""
 
     def fill(tmp: Path) -> None:
         storage.write_json(tmp / "config.json", config)

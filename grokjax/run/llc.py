@@ -21,8 +21,8 @@ from grokjax.errors import UserError
 from grokjax.figures.common import save_figure, seed_outcomes
 from grokjax.figures.llc import llc_calibration
 from grokjax.run import runner, storage
-from grokjax.run.outdir import refuse_existing, write_together
-from grokjax.run.results import load_sweep
+from grokjax.run.outdir import guard, locked, refuse_existing, write_together
+from grokjax.run.results import diverged_warning, load_sweep
 from grokjax.run.specs import SweepConfig, read_config
 from grokjax.train import seed_keys
 
@@ -43,8 +43,9 @@ def _finished_sweep(root: Path, checkpoints: bool) -> tuple[dict, SweepConfig, s
 
 
 def _summary_lines(sweep: dict, runs: np.ndarray, llc: np.ndarray, label: str) -> list[str]:
-    """Printed table: mean, median and spread of the (runs,) estimates by outcome, fully diverged runs left out."""
-    outcomes = seed_outcomes(sweep["seeds"]["grokked"][runs], sweep["group_names"])
+    """Printed table: mean, median and spread of the (runs,) estimates by outcome; runs whose every chain diverged,
+    and runs that diverged in training (no outcome), left out."""
+    outcomes = seed_outcomes(sweep["seeds"]["grokked"][runs], sweep["group_names"], sweep["diverged"][runs])
     names = category_names(sweep["group_names"])
     width = max(len("outcome"), *(len(n) for n in names))
     lines = [f"{'outcome':<{width}}  {'runs':>6}  {label + ' mean':>12}  {'median':>9}  {'std':>9}"]
@@ -54,6 +55,9 @@ def _summary_lines(sweep: dict, runs: np.ndarray, llc: np.ndarray, label: str) -
         if len(values):
             lines.append(f"{name:<{width}}  {len(values):>6}  {values.mean():>12.4g}  {np.median(values):>9.4g}  "
                          f"{values.std():>9.4g}")
+    diverged = int(np.sum(outcomes == "diverged"))
+    if diverged:
+        lines.append(f"({diverged} runs that diverged in training left out)")
     return lines
 
 
@@ -120,10 +124,27 @@ def run_llc(a) -> None:
     name = kind + ("_checkpoints" if a.checkpoints else "_calibration" if a.calibrate else "")
     outputs = [root / f"{name}.npz", root / f"{name}.json"]
     refuse_existing(outputs, a.overwrite)
+    with guard(lambda: "no estimate was saved: run the same command again"), locked(root):
+        _run_llc(a, root, cfg, sweep, sweep_cfg, params_dir, name, label, outputs)
+
+
+def _run_llc(a, root, cfg, sweep, sweep_cfg, params_dir, name, label, outputs) -> None:
     loss = sweep_loss(sweep_cfg, a.behavioral)
     n_runs = len(sweep["seeds"]["grokked"])
-    runs = np.arange(min(a.first or (4 if a.calibrate else n_runs), n_runs))
-    params = jax.tree.map(lambda x: np.asarray(x[:len(runs)]), storage.load_params(root / params_dir))
+    if a.calibrate:  # the first runs that did not diverge: a diverged run has no posterior to calibrate on
+        runs = np.flatnonzero(~sweep["diverged"])[:a.first or 4]
+        if not len(runs):
+            raise UserError(f"Every run of {root} diverged during training: there is nothing to calibrate on.")
+        warning = diverged_warning(sweep, np.arange(runs[-1] + 1),
+                                   f"they are skipped, and the calibration uses runs {', '.join(map(str, runs))}")
+    else:
+        runs = np.arange(min(a.first or n_runs, n_runs))
+        warning = diverged_warning(sweep, runs, "their estimates mean nothing and they are left out of the summary "
+                                                "by outcome (llc.npz keeps a row for every run; seeds.npz's "
+                                                "'diverged' marks them)")
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    params = jax.tree.map(lambda x: np.asarray(x[runs]), storage.load_params(root / params_dir, mmap=True))
     if not a.calibrate:
         cfg = with_models_per_call(loss, cfg, params, seed_keys(a.seed, runs[:1]))
     print(f"{label} of {len(runs)} runs of {root} ({loss.n_data} training points) on {jax.devices()[0].platform}: "

@@ -15,6 +15,14 @@ bit-for-bit the same whatever the number of items, the calls chosen, the workers
 The width policy is shared too (`call_width`): on CPU a fixed, cache-sized number of instances per call; on an
 accelerator the largest power of two whose compiled footprint (measured, not estimated) fits a fraction of the
 device's *total* memory, so the width, and with it the numerics, depends only on the machine and the problem.
+
+Whatever the width (a user may choose it), a call must fit the memory there is: `prepare` compiles the program
+and refuses, with one sentence naming the option to change, a call whose measured footprint (times the worker
+processes that run calls at once on one host) is more than the memory available, before the caller writes
+anything; `run_program` checks the same before its first call (with workers it compiles the program once in
+this process first, to measure it before any worker starts). Inputs may be arrays or a `LazyInputs` (`len` and
+`take(rows)`), so the inputs of millions of items are made call by call, never all at once. A worker process
+that dies or fails is a `Fault`: one sentence, never a traceback.
 """
 
 import multiprocessing
@@ -30,6 +38,7 @@ import numpy as np
 from jax.sharding import PartitionSpec
 
 from grokjax.errors import UserError
+from grokjax.run.outdir import Fault, size
 
 AXIS = "runs"
 CPU_INSTANCES_PER_CALL = 8
@@ -71,8 +80,34 @@ def total_memory_bytes(device=None) -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
+def host_available_bytes() -> int:
+    """Host memory a process may still take: the kernel's MemAvailable (free memory and reclaimable caches),
+    within the container's memory limit (cgroup v2 or v1) if there is one."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    if available is None:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            limit, usage = (open(f).read().strip() for f in (limit_file, usage_file))
+            if limit.isdigit() and int(limit) < 2**60:
+                available = min(available, max(int(limit) - int(usage), 0))
+                break
+        except (OSError, ValueError):
+            continue
+    return available
+
+
 def free_memory_bytes(device=None) -> int:
-    """Memory free now: on an accelerator its limit minus what is in use, on CPU the free physical memory.
+    """Memory free now: on an accelerator its limit minus what is in use, on CPU `host_available_bytes`.
 
     Only to refuse early what cannot fit; widths use `total_memory_bytes`.
     """
@@ -80,7 +115,37 @@ def free_memory_bytes(device=None) -> int:
     stats = device.memory_stats() if device.platform != "cpu" else None
     if stats:
         return int(stats["bytes_limit"] - stats["bytes_in_use"])
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return host_available_bytes()
+
+
+def check_call_memory(bytes_per_item: float | None, width: int, processes: int, what: str, option: str) -> None:
+    """UserError, one sentence naming `option` (e.g. '--seeds-per-call'), if a call of `width` items (`what`,
+    e.g. 'run') of `bytes_per_item` (measured) does not fit the memory available: a device's own on an
+    accelerator, the host's on CPU, where `processes` worker processes each run a call at once."""
+    if not bytes_per_item:
+        return
+    device = jax.local_devices()[0]
+    available = free_memory_bytes(device)
+    kind = "host" if device.platform == "cpu" else "device"
+    concurrent = processes if device.platform == "cpu" else 1
+    if bytes_per_item > available:
+        raise UserError(f"One {what} needs {size(bytes_per_item)} of {kind} memory, more than the {size(available)} "
+                        f"available: use a smaller problem or model.")
+    need = bytes_per_item * width * concurrent
+    if need > available:
+        at_once = f" in each of {concurrent} worker processes" if concurrent > 1 else ""
+        raise UserError(f"One call of {width} {what}s needs {size(bytes_per_item * width)} of {kind} memory{at_once}, "
+                        f"more than the {size(available)} available: lower {option}"
+                        f"{' or --workers' if concurrent > 1 else ''} (one {what} needs {size(bytes_per_item)}).")
+
+
+def check_host_memory(need: float, what: str, option: str) -> None:
+    """UserError naming `option` if `need` bytes of host memory (`what`, e.g. 'A chunk of 1024 runs') are more
+    than the host has available."""
+    available = host_available_bytes()
+    if need > available:
+        raise UserError(f"{what} holds {size(need)} in host memory, more than the {size(available)} available: "
+                        f"lower {option}.")
 
 
 def footprint(compiled, with_arguments: bool = False) -> int:
@@ -97,8 +162,26 @@ def fits(bytes_per_item: float, limit: int, memory_fraction: float = 0.5) -> int
     return int(np.clip(memory_fraction * total_memory_bytes() // max(bytes_per_item, 1), 1, limit))
 
 
+class LazyInputs:
+    """Inputs made on demand: `len(inputs)` items, `inputs.take(rows)` the tuple of arrays of those rows. Must be
+    picklable (a module-level class of plain data) to reach worker processes."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def take(self, rows) -> tuple:
+        raise NotImplementedError
+
+
+def item_count(inputs) -> int:
+    """The number of items of `inputs` (arrays, item axis first, or a `LazyInputs`)."""
+    return len(inputs) if isinstance(inputs, LazyInputs) else len(jax.tree.leaves(inputs)[0])
+
+
 def batch_of(inputs, rows) -> tuple:
     """The items `rows` of every input leaf."""
+    if isinstance(inputs, LazyInputs):
+        return inputs.take(np.asarray(rows))
     return jax.tree.map(lambda x: np.asarray(x)[rows], inputs)
 
 
@@ -135,7 +218,7 @@ def call_width(program: tuple, inputs, instances_per_item: int = 1, memory_fract
     device = jax.devices()[0]
     if device.platform == "cpu":
         return max(1, CPU_INSTANCES_PER_CALL // instances_per_item)
-    example = batch_of(inputs, padded_rows(0, probe, len(jax.tree.leaves(inputs)[0])))
+    example = batch_of(inputs, padded_rows(0, probe, item_count(inputs)))
     _, _, per_item = compile_program(program, example, [device])
     n = fits(per_item or 1, MAX_WIDTH, memory_fraction)
     return int(2 ** int(np.log2(n)))
@@ -157,22 +240,53 @@ def worker_count(requested: int, n_calls: int) -> int:
     return max(1, min(requested or (default_workers() if cpu else 1), n_calls))
 
 
+class Prepared(NamedTuple):
+    """What `prepare` measured: the worker processes to use, the compiled program (None: the workers compile it),
+    its compile seconds and device bytes per item."""
+
+    workers: int
+    compiled: Callable | None
+    seconds: float
+    bytes_per_item: float | None
+
+
+def prepare(program: tuple, inputs, width: int, workers: int = 0, n_calls: int | None = None, what: str = "item",
+            option: str = "the items per call") -> Prepared:
+    """Compile `program` in this process as `run_program` will run it and refuse, with one sentence naming
+    `option`, a call that does not fit the memory available (`check_call_memory`): before the caller writes
+    anything. With workers, they compile the same program again (from the compile cache when it is on)."""
+    n = item_count(inputs)
+    devices = jax.local_devices()
+    workers = worker_count(workers, n_calls if n_calls is not None else -(-n // (width * len(devices))))
+    devices = devices if workers == 1 else devices[:1]
+    compiled, seconds, per_item = compile_program(program, batch_of(inputs, padded_rows(0, width * len(devices), n)),
+                                                  devices)
+    check_call_memory(per_item, width, workers, what, option)
+    return Prepared(workers, compiled if workers == 1 else None, seconds, per_item)
+
+
 def run_program(program: tuple, inputs, width: int, starts=None, workers: int = 0,
-                cache_dir: str | None = None) -> Iterator:
-    """Run `program` over the items of `inputs` (a tuple of PyTrees, item axis first), `width` items per device
-    per call. Calls begin at `starts` (default: every call, from item 0) and each covers `width` x devices items.
+                cache_dir: str | None = None, prepared: Prepared | None = None, what: str = "item",
+                option: str = "the items per call") -> Iterator:
+    """Run `program` over the items of `inputs` (a tuple of PyTrees, item axis first, or a `LazyInputs`), `width`
+    items per device per call. Calls begin at `starts` (default: every call, from item 0) and each covers
+    `width` x devices items.
 
     Yields a `Compiled` first, then `(start, outputs)` per call as calls finish (in any order with workers),
     outputs as numpy arrays cut to the call's real items. On a one-device CPU, `workers` processes (0: one per
-    core, at most one per call) run the calls; the outputs are the same bit for bit.
+    core, at most one per call) run the calls; the outputs are the same bit for bit. A call that does not fit
+    the memory available is refused (UserError naming `option`) before it runs; `prepared` (from `prepare`)
+    gives the worker count and, in this process, the program already compiled.
     """
-    n = len(jax.tree.leaves(inputs)[0])
+    n = item_count(inputs)
     devices = jax.local_devices()
     per_call = width * len(devices)
     starts = list(range(0, n, per_call)) if starts is None else list(starts)
-    workers = worker_count(workers, len(starts))
+    workers = prepared.workers if prepared is not None else worker_count(workers, len(starts))
+    if workers > 1 and prepared is None:  # measure (and refuse) here, before any worker process starts
+        prepare(program, inputs, width, workers, len(starts), what, option)
     if workers == 1:
-        return _in_process(program, inputs, n, per_call, starts, devices)
+        return _in_process(program, inputs, n, per_call, starts, devices, prepared, what, option)
     return _in_workers(program, inputs, n, width, starts, workers, cache_dir)
 
 
@@ -181,30 +295,41 @@ def _call(compiled, inputs, n: int, start: int, size: int):
     return jax.tree.map(lambda x: np.asarray(x)[: min(size, n - start)], out)
 
 
-def _in_process(program, inputs, n, per_call, starts, devices) -> Iterator:
-    compiled, seconds, per_item = compile_program(program, batch_of(inputs, padded_rows(0, per_call, n)), devices)
+def _in_process(program, inputs, n, per_call, starts, devices, prepared, what, option) -> Iterator:
+    if prepared is not None and prepared.compiled is not None:
+        compiled, seconds, per_item = prepared.compiled, prepared.seconds, prepared.bytes_per_item
+    else:
+        compiled, seconds, per_item = compile_program(program, batch_of(inputs, padded_rows(0, per_call, n)), devices)
+        check_call_memory(per_item, per_call // len(devices), 1, what, option)
     yield Compiled(seconds, per_item, 1)
     for start in starts:
         yield start, _call(compiled, inputs, n, start, per_call)
 
 
 def _worker(program, inputs, n, width, starts, cache_dir) -> Iterator[tuple]:
-    """A worker process: compile the one-device program, then run its calls (`inputs`: its calls' rows)."""
+    """A worker process: compile the one-device program, then run its calls (`inputs`: its calls' rows, or the
+    `LazyInputs` of every item)."""
     use_compile_cache(cache_dir)
-    local = len(jax.tree.leaves(inputs)[0])
-    compiled, seconds, per_item = compile_program(program, batch_of(inputs, padded_rows(0, width, local)),
+    lazy = isinstance(inputs, LazyInputs)
+    rows_of = (lambda i, start: padded_rows(start, width, n)) if lazy else \
+        (lambda i, start: np.arange(i * width, (i + 1) * width))
+    compiled, seconds, per_item = compile_program(program, batch_of(inputs, rows_of(0, starts[0])),
                                                   jax.local_devices()[:1])
     yield "compiled", seconds, per_item
     for i, start in enumerate(starts):
-        out = compiled(*batch_of(inputs, np.arange(i * width, (i + 1) * width)))
+        out = compiled(*batch_of(inputs, rows_of(i, start)))
         yield "done", start, jax.tree.map(lambda x: np.asarray(x)[: min(width, n - start)], out)
 
 
 def _in_workers(program, inputs, n, width, starts, n_workers, cache_dir) -> Iterator:
-    """Deal the calls round-robin to `n_workers` pinned processes; each gets only its calls' (padded) items."""
+    """Deal the calls round-robin to `n_workers` pinned processes; each gets only its calls' (padded) items, or
+    the `LazyInputs` to make them from."""
     args = []
     for w in range(n_workers):
         mine = starts[w::n_workers]
+        if isinstance(inputs, LazyInputs):
+            args.append((program, inputs, n, width, mine, cache_dir))
+            continue
         rows = np.concatenate([padded_rows(s, width, n) for s in mine])
         args.append((program, batch_of(inputs, rows), n, width, mine, cache_dir))
     with PinnedPool(_worker, args, "worker") as pool:
@@ -225,10 +350,10 @@ def _in_workers(program, inputs, n, width, starts, n_workers, cache_dir) -> Iter
 
 
 def map_program(program: tuple, inputs, width: int, workers: int = 0, on_call: Callable | None = None,
-                cache_dir: str | None = None) -> tuple:
+                cache_dir: str | None = None, what: str = "item", option: str = "the items per call") -> tuple:
     """Every item's outputs of `run_program`, stacked in item order (numpy), and its `Compiled` record;
     `on_call(items_done)` after each call."""
-    runner = run_program(program, inputs, width, workers=workers, cache_dir=cache_dir)
+    runner = run_program(program, inputs, width, workers=workers, cache_dir=cache_dir, what=what, option=option)
     compiled, parts, done = next(runner), {}, 0
     for start, out in runner:
         parts[start] = out
@@ -291,14 +416,17 @@ class PinnedPool:
         """The next message of any worker."""
         while True:
             try:
-                kind, a, b = self.results.get(timeout=5)
+                kind, a, b = self.results.get(timeout=0.5)
             except queue.Empty:
-                if any(p.exitcode not in (None, 0) for p in self.procs):
-                    raise RuntimeError(f"A {self.what} process died: out of memory, or it could not load its "
-                                       f"program (see its message above).") from None
+                dead = [p for p in self.procs if p.exitcode not in (None, 0)]
+                if dead:
+                    how = (f"killed by signal {-dead[0].exitcode}" if dead[0].exitcode < 0 else
+                           f"exit status {dead[0].exitcode}")
+                    raise Fault(f"A {self.what} process died ({how}: killed, or out of memory)") from None
                 continue
             if kind == "failed":
-                raise RuntimeError(f"A {self.what} process failed:\n{a}")
+                last = [line for line in str(a).strip().splitlines() if line.strip()][-1:] or ["unknown error"]
+                raise Fault(f"A {self.what} process failed ({last[0].strip().rstrip('.')})")
             return kind, a, b
 
     def close(self) -> None:

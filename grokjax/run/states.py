@@ -8,13 +8,15 @@ over (a resumed run: the same bits as the uninterrupted one at the same call wid
 the ambiguous-grokking study did after perturbing or transplanting).
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from grokjax.errors import UserError
 from grokjax.run import runner, storage
-from grokjax.run.results import read_npz
+from grokjax.run.results import DivergedRunsWarning, read_npz
 from grokjax.run.specs import SweepConfig
 from grokjax.train import ORDER_TAG, TrainState, make_trainer, seed_keys
 
@@ -24,17 +26,19 @@ def _template(cfg: SweepConfig) -> TrainState:
 
 
 def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState:
-    """The saved states of every run of the sweep in `root` (config `cfg`), run axis first (then checkpoints)."""
+    """The saved states of every run of the sweep in `root` (config `cfg`), run axis first (then checkpoints);
+    a `DivergedRunsWarning` if some runs diverged in training."""
     from pathlib import Path
 
     root = Path(root)
     params_dir, opt_dir = ("checkpoints", "checkpoint_opt_state") if checkpoints else ("params", "opt_state")
-    if not (root / opt_dir).is_dir():
+    template = _template(cfg)
+    stateless = not jax.tree.leaves(template.opt_state)  # plain SGD: nothing to save
+    if not (root / opt_dir).is_dir() and not stateless:
         raise UserError(f"{root} has no saved optimizer state ({opt_dir}/): it was written before grokjax kept "
                         f"optimizer states{'' if not checkpoints else ', or without --keep-every'}.")
-    template = _template(cfg)
     params = storage.load_params(root / params_dir)
-    opt_state = storage.from_named_leaves(template.opt_state, storage.load_params(root / opt_dir))
+    opt_state = storage.from_named_leaves(template.opt_state, {} if stateless else storage.load_params(root / opt_dir))
     n_runs = len(jax.tree.leaves(params)[0])
     per_unit = cfg.schedule.steps_per_unit(cfg.problem.build().n_train)
     traces = read_npz(root / "traces.npz", ("checkpoint_epochs", "checkpoint_fit_epoch") if checkpoints else ())
@@ -45,6 +49,11 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState
     else:
         steps = np.full(n_runs, cfg.schedule.length * per_unit, np.int32)
         fit = read_npz(root / "seeds.npz", ("fit_epoch",))["fit_epoch"].astype(np.int32)
+    seeds = read_npz(root / "seeds.npz", ())
+    if "diverged" in seeds and seeds["diverged"].any():
+        warnings.warn(f"{int(seeds['diverged'].sum())} of {n_runs} runs of {root} diverged during training "
+                      f"(non-finite loss or parameters; seeds.npz 'diverged' marks them): their states are not "
+                      f"finite, leave them out of analyses.", DivergedRunsWarning, stacklevel=2)
     keys = order_keys(cfg, np.arange(n_runs))
     if checkpoints:
         keys = np.repeat(keys[:, None], n_ckpt, axis=1)
