@@ -32,7 +32,8 @@ def parse_args(argv=None):
     g.add_argument("--thin", type=int, default=d.thin, help="keep the loss every THIN steps (default: %(default)s)")
     g.add_argument("--models-per-call", type=int, default=d.models_per_call,
                    help="models in one compiled call; fixes the numerics, recorded with the results "
-                        "(default: 64 model-chains on CPU, what fits a quarter of an accelerator's memory)")
+                        "(default: the runner's policy, on CPU as many models as make 8 chains, on an accelerator "
+                        "what fits a quarter of its memory)")
     g.add_argument("--seed", type=int, default=0, help="base key of the chains (default: %(default)s)")
     g.add_argument("--workers", type=int, default=0,
                    help="on a one-device CPU, worker processes each pinned to a core and running whole calls; "

@@ -178,3 +178,20 @@ def test_a_run_resumed_from_its_checkpoint_ends_with_the_bits_of_the_uninterrupt
     fresh, _ = continue_runs(cfg, at_10, hparams, n_logs=4, fresh_optimizer=True, workers=1)
     assert not np.array_equal(fresh.params["w_left"], final.params["w_left"])  # Adam restarted: another path
     assert fresh.opt_state[1].count.tolist() == [20] * 5  # the fresh optimizer counted only the 20 new steps
+
+
+def test_a_minibatch_run_with_warmup_resumes_to_the_same_bits(tmp_path):
+    """Minibatches (24 points in batches of 7: 4 steps an epoch) and a 5-step warmup: the data order and the
+    schedule's count continue where the checkpoint stopped."""
+    from grokjax.run.states import continue_runs, load_states
+    from grokjax.run.sweep import run_inputs
+
+    cfg = tiny(4, keep_every=10, batch_size=7)
+    cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, warmup_steps=5))
+    run_sweep(cfg, tmp_path / "mb", workers=1, **QUIET)
+    at_20 = jax.tree.map(lambda x: x[:, 2], load_states(tmp_path / "mb", cfg, checkpoints=True))
+    assert at_20.epoch.tolist() == [80] * 4  # optimizer steps: 20 epochs x 4
+    resumed, _ = continue_runs(cfg, at_20, run_inputs(cfg)[1], n_logs=2, workers=1)
+    final = load_states(tmp_path / "mb", cfg)
+    for got, want in zip(jax.tree.leaves((resumed.params, resumed.opt_state)), jax.tree.leaves((final.params, final.opt_state))):
+        assert np.array_equal(got, want)

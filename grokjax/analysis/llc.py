@@ -2,7 +2,7 @@
 
 Every model (leading axis of a parameter PyTree) runs `chains` SGLD chains
 started at its trained parameters w*, vmapped over models x chains, with the
-update and estimator of DESIGN.md:
+update and estimator of the project's design notes:
 
     w <- w - (eps/2) nbeta grad L(w) + (eps/2) gamma (w* - w) + sqrt(eps) xi,   xi ~ N(0, I)
     llc = nbeta (mean of L(w_t) over the steps after burn-in - L(w*))
@@ -12,7 +12,7 @@ with minibatches it is that step's minibatch loss and L(w*) is still the
 full-data loss. The estimator is generic: it takes `loss_at(w_star)`, which
 returns the model's loss `loss(w, batch)` (`batch` is None for the full data or
 an index array of data points), so closed-form toy losses and the MLP share one
-code path; `mlp_loss` builds it for a trained sweep, with labels (the LLC) or
+code path; `model_loss` builds it for a trained sweep, with labels (the LLC) or
 with the model's own outputs at w* (the behavioral LLC).
 
 Chain c of the model with key k uses `fold_in(fold_in(k, CHAIN_TAG), c)`; model
@@ -247,9 +247,9 @@ def estimate_llc(loss, params, keys, cfg: LLCConfig = LLCConfig(), hparams: dict
     pinned CPU processes (0: one per core); the numbers are the same bit for bit. `on_call(n_models_done)` is
     called after each call. Returns numpy arrays.
     """
-    if workers != 1 and isinstance(loss, LLCLoss):
-        raise UserError("LLC worker processes need the loss as (make_loss, args), which they can rebuild.")
     cfg = with_models_per_call(loss, cfg, params, keys)
+    if isinstance(loss, LLCLoss) and runner.worker_count(workers, -(-len(keys) // cfg.models_per_call)) > 1:
+        raise UserError("LLC worker processes need the loss as (make_loss, args), which they can rebuild.")
     out, _ = runner.map_program((llc_program, (loss, cfg)), llc_inputs(params, keys, cfg, hparams),
                                 cfg.models_per_call, workers, on_call, what="model", option="--models-per-call")
     return LLCResult(*out)

@@ -37,7 +37,7 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState
     if not (root / opt_dir).is_dir() and not stateless:
         raise UserError(f"{root} has no saved optimizer state ({opt_dir}/): it was written before grokjax kept "
                         f"optimizer states{'' if not checkpoints else ', or without --keep-every'}.")
-    params = storage.load_params(root / params_dir)
+    params = storage.from_named_leaves(template.params, storage.load_params(root / params_dir))
     opt_state = storage.from_named_leaves(template.opt_state, {} if stateless else storage.load_params(root / opt_dir))
     n_runs = len(jax.tree.leaves(params)[0])
     per_unit = cfg.schedule.steps_per_unit(cfg.problem.build().n_train)
@@ -74,12 +74,14 @@ def _is_count(leaf) -> bool:
 def continue_program(cfg: SweepConfig, n_logs: int, fresh_optimizer: bool):
     """The runner's program: a batch of (state, hparams) trained `n_logs` x log_every more units -> (state, trace).
 
-    The optimizer's step counts enter unbatched, one value for the whole call (the runs of a call share them):
-    in the sweep they start as constants, which `vmap` leaves unbatched, so the bias correction is one scalar
-    for all runs; a batched count compiles to other fusions and changes the last bits of every update."""
+    The optimizer's step counts and the state's step enter unbatched, one value for the whole call (the runs of
+    a call share them): in the sweep they start as constants, which `vmap` leaves unbatched, so the bias
+    correction is one scalar for all runs; a batched count compiles to other fusions and changes the last bits
+    of every update."""
     trainer = make_trainer(cfg.problem.build(), cfg)
 
-    def one(state: TrainState, counts, hparams):
+    def one(state: TrainState, counts, epoch, hparams):
+        state = state._replace(epoch=epoch)
         if fresh_optimizer:
             state = trainer.start(state.params, state.order_key)._replace(epoch=state.epoch, fit_epoch=state.fit_epoch)
         else:
@@ -91,7 +93,7 @@ def continue_program(cfg: SweepConfig, n_logs: int, fresh_optimizer: bool):
 
     def batch(states: TrainState, hparams):
         counts = [x[0] for x in jax.tree.leaves(states.opt_state) if _is_count(x)]
-        return jax.vmap(one, in_axes=(0, None, 0))(states, counts, hparams)
+        return jax.vmap(one, in_axes=(0, None, None, 0))(states, counts, states.epoch[0], hparams)
 
     return batch
 
@@ -103,10 +105,12 @@ def continue_runs(cfg: SweepConfig, states: TrainState, hparams: dict, n_logs: i
     if cfg.seeds_per_call < 1:
         raise UserError("Continuing runs needs the call width they were trained at (the config's seeds_per_call).")
     hparams = {k: np.asarray(v, np.float32) for k, v in hparams.items()}
-    counts = [np.asarray(x) for x in jax.tree.leaves(states.opt_state) if _is_count(x)]
-    if not fresh_optimizer and any((c != c.flat[0]).any() for c in counts):
-        raise UserError("Runs continued together must share their optimizer step counts: continue the states of one "
-                        "checkpoint (or the final ones) at a time.")
+    shared = [np.asarray(states.epoch)]
+    if not fresh_optimizer:
+        shared += [np.asarray(x) for x in jax.tree.leaves(states.opt_state) if _is_count(x)]
+    if any((c != c.flat[0]).any() for c in shared):
+        raise UserError("Runs continued together must share their step and optimizer step counts: continue the states "
+                        "of one checkpoint (or the final ones) at a time.")
     program = (continue_program, (cfg, int(n_logs), bool(fresh_optimizer)))
     (state, trace), _ = runner.map_program(program, (jax.tree.map(np.asarray, states), hparams), cfg.seeds_per_call,
                                            workers, cache_dir=cache_dir)

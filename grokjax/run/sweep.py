@@ -571,7 +571,7 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     if chunk_size is not None and chunk_size < 1:
         raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
     if workers < 0:
-        raise UserError(f"The number of workers must be a positive integer, got {workers}.")
+        raise UserError(f"The number of workers must be a non-negative integer (0: one per core), got {workers}.")
     cfg = with_call_width(cfg)
     lead = jax.process_index() == 0
     log = log if lead else (lambda *_: None)
