@@ -183,7 +183,7 @@ BAD_RUNS = [
     (["--lr", "1e-2", "-0.003"], "learning rate must be positive, got -0.003"),
     (["--weight-decay", "0", "-1"], "weight decay must be non-negative, got -1.0"),
     (["--keep-every", "7"], "checkpoint interval (7) must be a multiple of the log interval"),
-    (["--workers", "-1"], "number of workers must be a positive integer, got -1"),
+    (["--workers", "-1"], "number of workers must be a non-negative integer (0: one per core), got -1"),
     (["--beta2", "1.0"], "betas and SGD momentum must lie in [0, 1)"),
     (["--weight-decay", "inf"], "must be finite numbers"),
     (["--seed", str(2**63)], "seed must be an integer in [0, 2**32)"),
