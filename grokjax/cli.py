@@ -133,6 +133,9 @@ def config_from_args(a, schedule=None, **run):
 
 def config_options(c) -> dict:
     """The `add_config_options` option values (as argparse defaults) that rebuild the config `c`."""
+    if c.problem.kind != "groups":
+        raise UserError(f"This script's options describe group problems, and the sweep is of a {c.problem.kind!r} "
+                        f"problem: resume it from Python with run_sweep(read_sweep_config(DIR), DIR, resume=True).")
     p, m, o, s = c.problem, c.model, c.optimizer, c.schedule
     steps = s.unit == "steps"
     return dict(
