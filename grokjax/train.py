@@ -138,7 +138,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
         return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1), key)
 
     def init(key) -> TrainState:
-        return start(model.init(key), jax.random.fold_in(key, ORDER_TAG))
+        return start(model.init(key), order_key(key))
 
     def step(state: TrainState, hparams) -> TrainState:
         if batch:
@@ -216,6 +216,11 @@ def _prepend(first, rest):
 @jax.jit
 def _fold_in_each(base, indices):
     return jax.vmap(lambda i: jax.random.fold_in(base, i))(indices)
+
+
+def order_key(key) -> jax.Array:
+    """A run's data-order key, from the key that drew its init (see the module docstring)."""
+    return jax.random.fold_in(key, ORDER_TAG)
 
 
 def seed_keys(seed: int, indices) -> jax.Array:

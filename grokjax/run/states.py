@@ -18,7 +18,7 @@ from grokjax.errors import UserError
 from grokjax.run import runner, storage
 from grokjax.run.results import DivergedRunsWarning, read_npz
 from grokjax.run.specs import SweepConfig
-from grokjax.train import ORDER_TAG, TrainState, make_trainer, seed_keys
+from grokjax.train import TrainState, make_trainer, order_key, seed_keys
 
 
 def _template(cfg: SweepConfig) -> TrainState:
@@ -63,7 +63,7 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState
 def order_keys(cfg: SweepConfig, runs) -> np.ndarray:
     """The data-order keys of the given runs, as `Trainer.init` derives them from the run's init key."""
     keys = seed_keys(cfg.seed, np.asarray(runs) % cfg.n_seeds)
-    return np.asarray(jax.vmap(lambda k: jax.random.fold_in(k, ORDER_TAG))(keys))
+    return np.asarray(jax.vmap(order_key)(keys))
 
 
 def _is_count(leaf) -> bool:
