@@ -140,11 +140,16 @@ def make_trainer(data: Data, cfg) -> Trainer:
     def init(key) -> TrainState:
         return start(model.init(key), order_key(key))
 
-    def step(state: TrainState, hparams) -> TrainState:
+    def epoch_order(state: TrainState):
+        """The permutation of the training points for the epoch of `state`'s next step, padded to whole batches."""
+        order = jax.random.permutation(jax.random.fold_in(state.order_key, state.epoch // per_epoch), n_train)
+        return jnp.concatenate([order, jnp.zeros(per_epoch * batch - n_train, order.dtype)])
+
+    def step(state: TrainState, hparams, order=None) -> TrainState:
+        """One optimizer update; with minibatches on the batch of `order` (default: drawn for this step's epoch)."""
         if batch:
-            epoch, within = jnp.divmod(state.epoch, per_epoch)
-            order = jax.random.permutation(jax.random.fold_in(state.order_key, epoch), n_train)
-            order = jnp.concatenate([order, jnp.zeros(per_epoch * batch - n_train, order.dtype)])
+            order = epoch_order(state) if order is None else order
+            within = state.epoch % per_epoch
             rows = jax.lax.dynamic_slice(order, (within * batch,), (batch,))
             weight = (within * batch + jnp.arange(batch) < n_train).astype(jnp.float32)
             (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight)
@@ -156,10 +161,12 @@ def make_trainer(data: Data, cfg) -> Trainer:
                           state.order_key)
 
     def unit(state: TrainState, hparams) -> TrainState:
-        """One schedule unit: an optimizer step, or every step of an epoch."""
+        """One schedule unit: an optimizer step (which draws its epoch's permutation itself), or every step of an
+        epoch, which share one permutation drawn once."""
         if per_unit == 1:
             return step(state, hparams)
-        return jax.lax.scan(lambda s, _: (step(s, hparams), None), state, length=per_unit)[0]
+        order = epoch_order(state)
+        return jax.lax.scan(lambda s, _: (step(s, hparams, order), None), state, length=per_unit)[0]
 
     def metrics(params) -> Metrics:
         """Metrics of one model; a point counts as correct when its true logit is the largest."""
