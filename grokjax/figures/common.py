@@ -3,7 +3,6 @@
 Figures are built on `matplotlib.figure.Figure` directly: no pyplot, no global state, never jax.
 """
 
-import os
 from itertools import product
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from matplotlib.figure import Figure
 
 from grokjax.analysis.outcomes import category_names
 from grokjax.errors import UserError
+from grokjax.run.outdir import atomic_write
 
 DPI = 150
 CI_NAMES = {"wilson": "Wilson score", "exact": "Clopper-Pearson"}
@@ -52,13 +52,8 @@ def versus(group_names) -> str:
 
 
 def save_figure(fig: Figure, path: Path) -> None:
-    """Write the PNG beside its final name and rename it into place, so a reader never sees half a file."""
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    try:
-        fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write the PNG whole or not at all (`outdir.atomic_write`), so a reader never sees half a file."""
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
 
 
 def figures_dir(results_root: Path, out_dir=None) -> Path:

@@ -55,6 +55,23 @@ def event(name: str) -> None:
         _hook(name)
 
 
+def atomic_write(path: Path, write: Callable) -> None:
+    """Write a file whole or not at all: `write(f)` fills `.NAME.tmpPID` beside it, which is synced and renamed
+    into place (a temporary file left by a killed process is removed by `recover`)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    event(f"write {path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        event(f"rename {path.name}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _absolute(root) -> Path:
     return Path(os.path.abspath(root))
 

@@ -19,25 +19,11 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from grokjax.run.outdir import event
+from grokjax.run.outdir import atomic_write as _atomic
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "orbax-checkpoint", "scipy")
 LEAVES = "leaves.json"
 """The index of a parameter directory: {"format": "npy", "leaves": {leaf name: file name}}."""
-
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    event(f"write {path.name}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        event(f"rename {path.name}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, obj) -> None:
