@@ -21,11 +21,13 @@ from grokjax.errors import UserError
 from grokjax.models.base import weight_norm
 from grokjax.optim import make_optimizer
 from grokjax.problems.base import Data
+from grokjax.rng import use_straight_threefry
 from grokjax.specs import Spec
 
 UNITS = ("epochs", "steps")
 ORDER_TAG = 0x0D0
 """Folded into a run's key for its data order, so the minibatch order is not drawn from the key of its init."""
+use_straight_threefry()  # every random draw of training and the analyses, same bits, no loop per draw
 
 
 @dataclass(frozen=True)
