@@ -25,9 +25,10 @@ def _template(cfg: SweepConfig) -> TrainState:
     return jax.eval_shape(make_trainer(cfg.problem.build(), cfg).init, jax.random.PRNGKey(0))
 
 
-def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState:
-    """The saved states of every run of the sweep in `root` (config `cfg`), run axis first (then checkpoints);
-    a `DivergedRunsWarning` if some runs diverged in training."""
+def load_states(root, cfg: SweepConfig, checkpoints: bool = False, runs=None) -> TrainState:
+    """The saved states of every run of the sweep in `root` (config `cfg`), or of `runs` (rows of seeds.npz, read
+    from memory-mapped files), run axis first (then checkpoints); a `DivergedRunsWarning` if some of them diverged
+    in training."""
     from pathlib import Path
 
     root = Path(root)
@@ -37,24 +38,27 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False) -> TrainState
     if not (root / opt_dir).is_dir() and not stateless:
         raise UserError(f"{root} has no saved optimizer state ({opt_dir}/): it was written before grokjax kept "
                         f"optimizer states{'' if not checkpoints else ', or without --keep-every'}.")
-    params = storage.from_named_leaves(template.params, storage.load_params(root / params_dir))
-    opt_state = storage.from_named_leaves(template.opt_state, {} if stateless else storage.load_params(root / opt_dir))
+    read = lambda path: {name: np.asarray(x if runs is None else x[runs])
+                         for name, x in storage.load_params(path, mmap=runs is not None).items()}
+    params = storage.from_named_leaves(template.params, read(root / params_dir))
+    opt_state = storage.from_named_leaves(template.opt_state, {} if stateless else read(root / opt_dir))
     n_runs = len(jax.tree.leaves(params)[0])
+    runs = np.arange(n_runs) if runs is None else np.asarray(runs)
     per_unit = cfg.schedule.steps_per_unit(cfg.problem.build().n_train)
     traces = read_npz(root / "traces.npz", ("checkpoint_epochs", "checkpoint_fit_epoch") if checkpoints else ())
     if checkpoints:
         n_ckpt = len(traces["checkpoint_epochs"])
         steps = np.broadcast_to(traces["checkpoint_epochs"] * per_unit, (n_runs, n_ckpt)).astype(np.int32)
-        fit = traces["checkpoint_fit_epoch"]
+        fit = traces["checkpoint_fit_epoch"][runs]
     else:
         steps = np.full(n_runs, cfg.schedule.length * per_unit, np.int32)
-        fit = read_npz(root / "seeds.npz", ("fit_epoch",))["fit_epoch"].astype(np.int32)
+        fit = read_npz(root / "seeds.npz", ("fit_epoch",))["fit_epoch"][runs].astype(np.int32)
     seeds = read_npz(root / "seeds.npz", ())
-    if "diverged" in seeds and seeds["diverged"].any():
-        warnings.warn(f"{int(seeds['diverged'].sum())} of {n_runs} runs of {root} diverged during training "
+    if "diverged" in seeds and seeds["diverged"][runs].any():
+        warnings.warn(f"{int(seeds['diverged'][runs].sum())} of {n_runs} runs of {root} diverged during training "
                       f"(non-finite loss or parameters; seeds.npz 'diverged' marks them): their states are not "
                       f"finite, leave them out of analyses.", DivergedRunsWarning, stacklevel=2)
-    keys = order_keys(cfg, np.arange(n_runs))
+    keys = order_keys(cfg, runs)
     if checkpoints:
         keys = np.repeat(keys[:, None], n_ckpt, axis=1)
     return TrainState(params, opt_state, steps, fit, keys)
