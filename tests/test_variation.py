@@ -13,8 +13,8 @@ import pytest
 
 from cli_runner import run_main
 from configs import S3_VS_A3Z2, small
-from grokjax.analysis.variation import (POINT_SETS, function_variation, loss_labels, point_masks, window_intervals,
-                                        window_totals)
+from grokjax.analysis.variation import (MEASURES, POINT_SETS, function_variation, loss_labels, point_masks,
+                                        window_intervals, window_totals)
 from grokjax.errors import UserError
 from grokjax.figures.common import save_figure
 from grokjax.figures.variation import draw_variation
@@ -46,7 +46,7 @@ def variation_of(logits: np.ndarray) -> dict:
 def test_a_constant_function_has_zero_total_variation():
     logits = np.random.default_rng(0).normal(size=(DATA.n_points, DATA.n_classes)) * 5
     out = variation_of(np.stack([logits] * 4))
-    assert sorted(out) == sorted(f"{m}_{s}" for m in ("l2", "kl", "flip", "loss") for s in POINT_SETS)
+    assert sorted(out) == sorted(f"{m}_{s}" for m in MEASURES for s in POINT_SETS)
     for name, values in out.items():
         assert values.shape == ((3,) if name in ("l2_train", "kl_train", "flip_train", "loss_train") else
                                 (3, 2) if name.startswith("loss") else (3,)), name

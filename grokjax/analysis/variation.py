@@ -49,8 +49,8 @@ def set_means(masks, values):
 
 
 def loss_labels(data) -> np.ndarray:
-    """(1 + n_sets, n_points) int32: the training labels on the training points (0 elsewhere, weighed 0), then
-    each evaluation set's labels."""
+    """(1 + n_sets, n_points) int32: the training labels on the training points (0 elsewhere, outside the train
+    mask), then each evaluation set's labels."""
     train = np.zeros(data.n_points, np.int32)
     train[data.train_idx] = data.train_labels
     return np.concatenate([train[None], np.asarray(data.eval_labels, np.int32)])
