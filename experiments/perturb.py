@@ -18,6 +18,7 @@ import argparse
 
 from grokjax.analysis.perturb import NOISE_KINDS, PUBLISHED_SCALES
 from grokjax.cli import run_cli
+from grokjax.run import runner
 from grokjax.run.perturb import perturb_job, perturb_sweep
 
 
@@ -42,11 +43,13 @@ def main(argv=None):
                    help="on a one-device CPU, pinned worker processes (default: one per core; 1: this process)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier results of the same name")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
     a = p.parse_args(argv)
     job = perturb_job(a.results_dir, scale_sweep=a.scale_sweep, epoch_sweep=a.epoch_sweep, epochs=a.epochs,
                       every=a.every, scales=a.scales, copies=a.copies, kind=a.kind, carry_optimizer=a.carry_optimizer,
                       runs=a.runs, seed=a.seed, name=a.name)
-    perturb_sweep(a.results_dir, job, workers=a.workers, overwrite=a.overwrite, progress=not a.no_progress)
+    perturb_sweep(a.results_dir, job, workers=a.workers, overwrite=a.overwrite, progress=not a.no_progress,
+                  cache_dir=None if a.no_compile_cache else runner.default_cache_dir())
 
 
 if __name__ == "__main__":

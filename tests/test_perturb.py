@@ -55,7 +55,7 @@ def test_published_scales_and_copy_keys():
 
 def test_zero_noise_with_the_optimizer_carried_retraces_the_run_bit_for_bit(sweep):
     job = PerturbJob(runs=(0, 2), epochs=(10, 30), scales=(0.0,), copies=2, carry_optimizer=True, name="zero")
-    out = perturb_sweep(sweep, job, workers=1, progress=False)
+    out = perturb_sweep(sweep, job, workers=1, progress=False, cache_dir=None)
     traces, seeds = np.load(sweep / "traces.npz"), np.load(sweep / "seeds.npz")
     for name in ("train_loss", "train_acc", "weight_norm", "margin"):
         expected = traces[name][[0, 2], -1]
@@ -69,13 +69,13 @@ def test_zero_noise_with_the_optimizer_carried_retraces_the_run_bit_for_bit(swee
 def test_a_copy_does_not_depend_on_the_other_copies_runs_or_workers(sweep):
     big = PerturbJob(runs=(0, 1, 3), epochs=(20,), scales=(0.05, 2.0), copies=3, name="big")
     small_job = PerturbJob(runs=(3,), epochs=(20,), scales=(2.0,), copies=2, name="small")
-    a = perturb_sweep(sweep, big, workers=1, progress=False)
-    b = perturb_sweep(sweep, small_job, workers=2, progress=False)
+    a = perturb_sweep(sweep, big, workers=1, progress=False, cache_dir=None)
+    b = perturb_sweep(sweep, small_job, workers=2, progress=False, cache_dir=None)
     for name in ("train_loss", "group_acc", "distance", "margin"):
         assert np.array_equal(a[name][2, :, 1, :2], b[name][0, :, 0]), name
     assert (a["distance"][:, 0, 1] > 0).any()  # the noise does something at scale 2
     fresh = perturb_sweep(sweep, PerturbJob(runs=(3,), epochs=(20,), scales=(2.0,), copies=2, carry_optimizer=True,
-                                            name="carried"), workers=1, progress=False)
+                                            name="carried"), workers=1, progress=False, cache_dir=None)
     assert not np.array_equal(fresh["train_loss"], b["train_loss"])  # the optimizer state matters
 
 
@@ -83,11 +83,15 @@ def test_experiment_runs_the_presets_and_refuses_bad_input(sweep, capsys, tmp_pa
     from experiments.perturb import main
 
     code, out, err = run_main(main, [str(sweep), "--epoch-sweep", "--every", "20", "--copies", "1", "--runs", "1",
-                                     "--workers", "1", "--no-progress"], capsys)
+                                     "--workers", "1", "--no-progress", "--no-compile-cache"], capsys)
     assert code == 0, err
     saved = np.load(sweep / "perturb_epochs.npz")
     assert list(saved["epochs"]) == [0, 20] and list(saved["scales"]) == [0.01]
     assert "same fate" in out
+    from grokjax.figures import draw
+
+    paths, _ = draw(sweep)
+    assert sweep / "figures" / "perturb_epochs.png" in paths and (sweep / "figures" / "perturb_epochs.png").stat().st_size
     job = perturb_job(sweep, scale_sweep=True, epochs=[10])
     assert job.scales == tuple(PUBLISHED_SCALES) and job.copies == 20 and job.runs == (0, 1, 2, 3)
     for argv, message in (([str(sweep), "--epochs", "15"], "no checkpoint at epoch 15"),
@@ -96,5 +100,5 @@ def test_experiment_runs_the_presets_and_refuses_bad_input(sweep, capsys, tmp_pa
                           ([str(sweep), "--epochs", "10", "--scales", "-1"], "non-negative"),
                           ([str(sweep), "--epoch-sweep", "--every", "20", "--copies", "1"], "already exist"),
                           ([str(tmp_path)], "No sweep results")):
-        code, _, err = run_main(main, argv + ["--workers", "1", "--no-progress"], capsys)
+        code, _, err = run_main(main, argv + ["--workers", "1", "--no-progress", "--no-compile-cache"], capsys)
         assert code == 2 and message in err and "Traceback" not in err, (argv, err)

@@ -108,8 +108,10 @@ def _checkpoint_index(kept_epochs: np.ndarray, epochs) -> list[int]:
     return [int(np.flatnonzero(kept_epochs == e)[0]) for e in epochs]
 
 
-def perturb_sweep(root, job: PerturbJob, workers: int = 0, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run `job` on the finished sweep in `root`, write `{job.name}.npz` and `.json`, and return the arrays."""
+def perturb_sweep(root, job: PerturbJob, workers: int = 0, overwrite: bool = False, progress: bool = True,
+                  cache_dir: str | None = runner.default_cache_dir()) -> dict:
+    """Run `job` on the finished sweep in `root`, write `{job.name}.npz` and `.json`, and return the arrays.
+    Compiled programs are kept in `cache_dir` (None: not kept): worker processes compile each epoch's once."""
     root = Path(root)
     sweep = load_sweep(root)
     cfg = with_call_width(read_config(sweep["config"], str(root / "config.json")))
@@ -126,10 +128,10 @@ def perturb_sweep(root, job: PerturbJob, workers: int = 0, overwrite: bool = Fal
     outputs = [root / f"{job.name}.npz", root / f"{job.name}.json"]
     refuse_existing(outputs, overwrite)
     with guard(lambda: "nothing was saved: run the same command again"), locked(root):
-        return _perturb(root, cfg, sweep, job, runs, columns, workers, progress, outputs)
+        return _perturb(root, cfg, sweep, job, runs, columns, workers, progress, outputs, cache_dir)
 
 
-def _perturb(root, cfg: SweepConfig, sweep, job, runs, columns, workers, progress, outputs) -> dict:
+def _perturb(root, cfg: SweepConfig, sweep, job, runs, columns, workers, progress, outputs, cache_dir) -> dict:
     states = load_states(root, cfg, checkpoints=True, runs=runs)
     reference = load_states(root, cfg, runs=runs).params
     hparams = run_inputs(cfg, runs)[1]
@@ -148,7 +150,7 @@ def _perturb(root, cfg: SweepConfig, sweep, job, runs, columns, workers, progres
             done = bar.n
             out, _ = runner.map_program(program, inputs, cfg.seeds_per_call,
                                         runner.worker_count(workers, -(-len(inputs) // cfg.seeds_per_call)),
-                                        on_call=lambda n: bar.update(done + n - bar.n), what="copy",
+                                        on_call=lambda n: bar.update(done + n - bar.n), cache_dir=cache_dir, what="copy",
                                         option="the sweep's --seeds-per-call")
             parts.append(CopyResult(*(x.reshape(*inputs.shape, *x.shape[1:]) for x in out)))
     seconds = time.perf_counter() - t0
