@@ -5,14 +5,15 @@ intersection, MLP2 with D = H = 32, Adam (lr 1e-2, betas 0.9/0.98, L2 weight
 decay 2e-5 on weights), 3000 full-batch epochs.
 
     python experiments/sweep_intersection.py --n-seeds 10000
-    python experiments/sweep_intersection.py --model mlp3 --groups 'Z(48,2)' 'twZ(48)' --weight-decay 2e-4 --epochs 2000
+    python experiments/sweep_intersection.py --preset z48 --n-seeds 1000   # Z48xZ2 vs twZ48, the authors' MLP3
+    python experiments/sweep_intersection.py --preset s5 --n-seeds 1000    # S5 vs A5xZ2, D = H = 128
 """
 
 import argparse
 import time
 
 from grokjax.analysis.outcomes import CI_METHODS
-from grokjax.cli import add_config_options, config_from_args, config_options, run_cli
+from grokjax.cli import PRESETS, add_config_options, apply_preset, config_from_args, config_options, run_cli
 from grokjax.errors import UserError
 from grokjax.run.runner import default_cache_dir, start_distributed
 from grokjax.run.specs import SweepConfig
@@ -22,6 +23,9 @@ from grokjax.run.sweep import read_resumable_config, run_sweep
 def parse_args(argv=None):
     d = SweepConfig()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=tuple(PRESETS), default=None,
+                   help="a published sweep's settings as defaults: s4 (the defaults), s5 (S5 vs A5xZ2, D = H = 128), "
+                        "z48 (Z48xZ2 vs twZ48, MLP3 embed 32 hidden 64, weight decay 2e-4, 2000 epochs)")
     add_config_options(p)
     g = p.add_argument_group("seeds, outcome and output")
     g.add_argument("--n-seeds", type=int, default=d.n_seeds, help="number of init seeds (default: %(default)s)")
@@ -55,7 +59,10 @@ def parse_args(argv=None):
     g.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
     g.add_argument("--num-processes", type=int, default=None, help="number of processes")
     g.add_argument("--process-id", type=int, default=None, help="this process's index, 0 .. num-processes - 1")
+    apply_preset(p, argv)
     args = p.parse_args(argv)
+    if args.resume and args.preset:
+        p.error("--resume takes its settings from the saved config: leave out --preset")
     if args.resume and args.out is None:
         p.error("--resume needs --out: name the results directory to continue")
     if args.resume:  # the saved config supplies every option not given again

@@ -38,6 +38,24 @@ def run_cli(main, interrupted: str = "Interrupted.") -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
+PRESETS = {
+    "s4": {},
+    "s5": {"groups": ["S(5)", "times(A(5),Z(2))"], "embed_dim": 128, "hidden_dim": 128},
+    "z48": {"groups": ["Z(48,2)", "twZ(48)"], "model": "mlp3", "embed_dim": 32, "hidden_dim": 64,
+            "weight_decay": [2e-4], "epochs": 2000},
+}
+"""The ambiguous-grokking study's published sweeps, as option defaults: s4 (the defaults: S4 vs A4xZ2, MLP2,
+D = H = 32), s5 (S5 vs A5xZ2, D = H = 128, its second experiment), z48 (Z48xZ2 vs twZ48 with the authors' MLP3
+defaults: embed 32, hidden 64, weight decay 2e-4, 2000 epochs). Options given on the command line win."""
+
+
+def apply_preset(p: argparse.ArgumentParser, argv) -> None:
+    """Make the `--preset` named in `argv` (if any) the defaults of `p`'s options; `p` must have `--preset`."""
+    name = p.parse_known_args(argv)[0].preset
+    if name:
+        p.set_defaults(**PRESETS[name])
+
+
 def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,
                        schedule: bool = True) -> None:
     """The options of a run: problem (groups), model, optimizer, schedule. With `grid`, --lr and --weight-decay

@@ -304,3 +304,22 @@ def test_seed_too_large_for_a_prng_key(tmp_path, capsys):
     code, out, err = run_inprocess([*TINY, "--seed", str(2**63), "--out", str(tmp_path / "out")], capsys)
     assert_refused(code, out, err)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_presets_are_the_published_sweeps_and_the_command_line_wins(capsys):
+    from grokjax.cli import config_from_args
+
+    def config(argv):
+        a = experiment.parse_args(argv)
+        return config_from_args(a, seed=0, n_seeds=1)
+
+    s4, default = config(["--preset", "s4"]), config([])
+    assert s4 == default and s4.problem.groups == ("S(4)", "times(A(4),Z(2))") and s4.model.embed_dim == 32
+    s5 = config(["--preset", "s5"])
+    assert s5.problem.groups == ("S(5)", "times(A(5),Z(2))") and (s5.model.embed_dim, s5.model.hidden_dim) == (128, 128)
+    z48 = config(["--preset", "z48", "--epochs", "100"])
+    assert z48.model.kind == "mlp3" and (z48.model.embed_dim, z48.model.hidden_dim) == (32, 64)
+    assert z48.optimizer.weight_decay == 2e-4 and z48.schedule.length == 100
+    assert z48.problem.groups == ("Z(48,2)", "twZ(48)")
+    code, _, err = run_main(experiment.main, ["--preset", "s5", "--resume", "--out", "x"], capsys)
+    assert code == 2 and "--preset" in err
