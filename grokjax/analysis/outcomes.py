@@ -44,7 +44,8 @@ def outcome_counts(grok: np.ndarray) -> np.ndarray:
     return np.array([int(np.all(grok == s, axis=1).sum()) for s in subsets], np.int64)
 
 
-def _interval(count: int, n: int, level: float, method: str) -> dict:
+def proportion(count: int, n: int, level: float = 0.95, method: str = "wilson") -> dict:
+    """count / n with its `level` confidence interval (Wilson or Clopper-Pearson); None fields when n is 0."""
     if n == 0:  # every seed diverged: no fraction to estimate
         return {"count": int(count), "fraction": None, "ci_low": None, "ci_high": None}
     ci = binomtest(int(count), int(n)).proportion_ci(confidence_level=level, method=method)
@@ -59,11 +60,11 @@ def summary_from_counts(counts, n_diverged: int, group_names, level: float = 0.9
     seeds are counted apart, their fraction (and interval) of all `n_seeds`."""
     n_finite = int(np.sum(counts))
     n = n_finite + int(n_diverged)
-    rows = [{"outcome": name, **_interval(c, n_finite, level, method)}
+    rows = [{"outcome": name, **proportion(c, n_finite, level, method)}
             for name, c in zip(category_names(group_names), counts)]
     return {"n_seeds": n, "n_finite": n_finite, "n_diverged": int(n_diverged), "groups": list(group_names),
             "ci_level": level, "ci_method": method, "outcomes": rows,
-            "diverged": _interval(n_diverged, n, level, method)}
+            "diverged": proportion(n_diverged, n, level, method)}
 
 
 def outcome_summary(grok: np.ndarray, group_names, level: float = 0.95, method: str = "wilson",

@@ -1,6 +1,6 @@
 """Figures, one module per kind of results, each drawn from saved arrays alone (never jax, never training).
 
-`draw(results_dir)` picks the kind: a training-Jacobian directory, else a sweep (with its LLC estimates).
+`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, else a sweep (with its analyses).
 """
 
 import contextlib
@@ -9,6 +9,7 @@ import sys
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.sweep import draw_all
+from grokjax.figures.transplant import draw_transplant, is_transplant_results
 from grokjax.run.results import diverged_warning, load_sweep
 
 
@@ -25,6 +26,8 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
     with guard(lambda: "the figures written so far are complete: run the same command again"), lock:
         if is_jacobian_results(results_dir):
             return draw_jacobian(results_dir, out_dir), []
+        if is_transplant_results(results_dir):
+            return draw_transplant(results_dir, out_dir), []
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
