@@ -11,6 +11,7 @@ tau-b (scipy) against reaching each group (0/1) and against the final gap. A mea
 generalization correlates positively with the gap and negatively with reaching a group.
 """
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,10 @@ def measures_over_training(sweep: dict, saved: dict, llc: dict | None = None) ->
         for outcome in names:
             sel = labels == outcome
             if sel.any():
-                ax.plot(epochs, np.nanmedian(values[sel], 0), color=colours[outcome],
-                        label=f"{outcome} ({int(sel.sum())})")
+                with warnings.catch_warnings():  # a checkpoint where no run of the outcome has a finite value
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    median = np.nanmedian(values[sel], 0)
+                ax.plot(epochs, median, color=colours[outcome], label=f"{outcome} ({int(sel.sum())})")
                 twin.plot(epochs, np.median(gap[sel], 0), color=colours[outcome], linestyle="--", linewidth=0.8)
         tau, n = tracked[name]
         ax.set_title(f"{name}\ntracks the gap: tau {tau:.2f} ({n} runs)", fontsize=8)
@@ -110,9 +113,8 @@ def measures_over_training(sweep: dict, saved: dict, llc: dict | None = None) ->
     for ax in axes[len(curves):]:
         ax.set_visible(False)
     note = diverged_note(labels_shown)
-    fig.suptitle(f"{versus(sweep['group_names'])}: generalization measures over training (solid, median per outcome) "
+    fig.suptitle(f"{versus(sweep['group_names'])}: generalization measures against epoch (solid, median per outcome) "
                  f"and the generalization gap (dashed, right axes){f'; {note}' if note else ''}")
-    fig.supxlabel("epoch")
     fig.legend(*axes[0].get_legend_handles_labels(), title="outcome (runs)", loc="outside lower center",
                ncols=len(names))
     return fig
