@@ -43,37 +43,42 @@ def test_spectral_norm_agrees_with_numpy_svd_and_layers_are_the_weights():
     assert [m.shape for m in weight_matrices(params)] == [(5, 2), (2, 12)]  # biases left out, tensors as matrices
 
 
-def _model(module, *example):
-    model = flax_model(module, example)
-    params = model.init(jax.random.PRNGKey(0))
-    return model, {k: jnp.asarray(RNG.integers(-3, 4, size=v.shape), jnp.float32) for k, v in params.items()}
+def _model(module, shapes: dict, *example):
+    """The pure pair of `module` and hand-built parameters: small integers of the given shapes."""
+    return (flax_model(module, example),
+            {k: jnp.asarray(RNG.integers(-3, 4, size=shape), jnp.float32) for k, shape in shapes.items()})
+
+
+jit_path_norm = jax.jit(path_norm, static_argnums=0)  # op by op, flax's apply takes seconds
 
 
 def test_path_norm_of_hand_built_two_layer_nets_matches_the_sum_over_paths():
     """MLP2 on N = 3 tokens, D = H = 2: the path norm is the sum over every input token (left or right), embedding
     unit, hidden unit and output of the product of the squared weights on the path, plus the squared biases."""
     tok = jnp.zeros(1, jnp.int32)
-    model, p = _model(MLP2(3, 2, 2), tok, tok)
+    model, p = _model(MLP2(3, 2, 2), {"embed_left": (3, 2), "embed_right": (3, 2), "w_left": (2, 2),
+                                      "w_right": (2, 2), "w_unembed": (2, 3), "b_unembed": (3,)}, tok, tok)
     q = {k: np.asarray(v, np.float64) ** 2 for k, v in p.items()}
     by_hand = sum(q[f"embed_{s}"][a, d] * q[f"w_{s}"][d, k] * q["w_unembed"][k, c]
                   for s in ("left", "right") for a, d, k, c in itertools.product(range(3), range(2), range(2), range(3)))
     by_hand += q["b_unembed"].sum()
-    assert float(path_norm(model.apply, p, (tok, tok))) == pytest.approx(by_hand, rel=1e-6)
+    assert float(jit_path_norm(model.apply, p, (tok, tok))) == pytest.approx(by_hand, rel=1e-6)
     # a network whose pre-activations the squares do not make positive would differ: relu of the signed network
-    assert not np.isclose(by_hand, np.abs(np.asarray(model.apply(p, (tok, tok)))).sum())
+    assert not np.isclose(by_hand, np.abs(np.asarray(jax.jit(model.apply)(p, (tok, tok)))).sum())
 
-    model, p = _model(MLP3(3, 2, 4), tok, tok)  # one hidden map shared by both embeddings: paths through it twice
+    model, p = _model(MLP3(3, 2, 4), {"embed_left": (3, 2), "embed_right": (3, 2), "w_hidden": (2, 4),
+                                      "w_unembed": (4, 3), "b_unembed": (3,)}, tok, tok)  # one hidden map shared by both embeddings: paths through it twice
     q = {k: np.asarray(v, np.float64) ** 2 for k, v in p.items()}
     by_hand = sum(q[f"embed_{s}"][a, d] * q["w_hidden"][d, k] * q["w_unembed"][k, c]
                   for s in ("left", "right") for a, d, k, c in itertools.product(range(3), range(2), range(4), range(3)))
-    assert float(path_norm(model.apply, p, (tok, tok))) == pytest.approx(by_hand + q["b_unembed"].sum(), rel=1e-6)
+    assert float(jit_path_norm(model.apply, p, (tok, tok))) == pytest.approx(by_hand + q["b_unembed"].sum(), rel=1e-6)
 
-    model, p = _model(Linear(3, 6, 3), tok, tok)  # one layer: every squared parameter is one path
-    assert float(path_norm(model.apply, p, (tok, tok))) == pytest.approx(sum(float(np.sum(np.square(v)))
+    model, p = _model(Linear(3, 6, 3), {"w_in_0": (3, 3), "w_in_1": (3, 3), "b_out": (3,)}, tok, tok)  # one layer: every squared parameter is one path
+    assert float(jit_path_norm(model.apply, p, (tok, tok))) == pytest.approx(sum(float(np.sum(np.square(v)))
                                                                              for v in p.values()))
     x = jnp.zeros((1, 4), jnp.float32)  # real-valued features: the all-ones input itself
-    model, p = _model(Linear(0, 4, 2), x)
-    assert float(path_norm(model.apply, p, (x,))) == pytest.approx(float(np.sum(np.square(p["w_in"])) +
+    model, p = _model(Linear(0, 4, 2), {"w_in": (4, 2), "b_out": (2,)}, x)
+    assert float(jit_path_norm(model.apply, p, (x,))) == pytest.approx(float(np.sum(np.square(p["w_in"])) +
                                                                          np.sum(np.square(p["b_out"]))))
 
 
@@ -92,8 +97,8 @@ def test_every_measure_matches_a_numpy_computation():
     w = {"w_a": RNG.normal(size=(4, 3)), "w_b": RNG.normal(size=(3, 5)), "b_b": RNG.normal(size=5)}
     w0 = {k: v + 0.3 * RNG.normal(size=v.shape) for k, v in w.items()}
     gamma, path, sigma, mag, m, eps = 0.7, 12.0, 0.3, 0.05, 50, 1e-3
-    got = generalization_measures(jax.tree.map(jnp.float32, w), jax.tree.map(jnp.float32, w0), gamma, path, sigma,
-                                  mag, m, eps)
+    got = jax.jit(generalization_measures, static_argnums=(6, 7))(
+        jax.tree.map(jnp.float32, w), jax.tree.map(jnp.float32, w0), gamma, path, sigma, mag, m, eps)
     assert sorted(got) == sorted(MEASURES)
     layers, dist = [w["w_a"], w["w_b"]], [w["w_a"] - w0["w_a"], w["w_b"] - w0["w_b"]]
     spec = np.array([np.linalg.svd(x, compute_uv=False)[0] ** 2 for x in layers])
@@ -130,13 +135,14 @@ def test_sigma_search_finds_the_closed_form_sigma():
     accuracy_of = lambda p: jnp.mean(jnp.abs(p["w"] - 2.0) < 0.5)
     params = {"w": jnp.full(n, 2.0)}
     drop = lambda s: 1 - erf(0.5 / (s * math.sqrt(2)))
-    sigma = float(sigma_search(accuracy_of, params, jax.random.PRNGKey(0), cfg))
+    search = jax.jit(sigma_search, static_argnums=(0, 3, 4))
+    sigma = float(search(accuracy_of, params, jax.random.PRNGKey(0), cfg))
     assert abs(drop(sigma) - 0.1) < 0.012 and sigma == pytest.approx(0.304, rel=0.05)
     assert (sigma * 2**15 / cfg.sigma_max) % 1 == 0  # a bisection midpoint of [0, 2]
-    mag = float(sigma_search(accuracy_of, params, jax.random.PRNGKey(0), cfg, magnitude=True))
+    mag = float(search(accuracy_of, params, jax.random.PRNGKey(0), cfg, True))
     assert abs(drop(math.sqrt(4 * mag**2 + 1e-6)) - 0.1) < 0.012 and mag == pytest.approx(0.152, rel=0.05)
     deep = MeasuresConfig(samples=4, tolerance=1e-9, search_depth=6)  # never within tolerance: the last midpoint
-    assert float(sigma_search(accuracy_of, params, jax.random.PRNGKey(0), deep)) * 64 % 1 == 0
+    assert float(search(accuracy_of, params, jax.random.PRNGKey(0), deep)) * 64 % 1 == 0
 
 
 def test_kendall_helpers_match_scipy():
