@@ -15,6 +15,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from grokjax.errors import UserError
@@ -84,7 +85,10 @@ class TrainState(NamedTuple):
 
 
 class Metrics(NamedTuple):
-    """Metrics at one logged time; `group_*` have a trailing axis, one per evaluation set (a group's table)."""
+    """Metrics at one logged time; `group_*` and `disagree_acc` have a trailing axis, one per evaluation set (a
+    group's table). `heldout_acc` is the accuracy on the points where every set agrees that are not trained on
+    (the held-out part of an intersection), `disagree_acc` each set's accuracy on the points where the sets
+    disagree; NaN where there are no such points."""
 
     train_loss: jax.Array
     train_acc: jax.Array
@@ -92,6 +96,8 @@ class Metrics(NamedTuple):
     group_acc: jax.Array
     weight_norm: jax.Array
     margin: jax.Array
+    heldout_acc: jax.Array
+    disagree_acc: jax.Array
 
 
 class Trainer(NamedTuple):
@@ -114,6 +120,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
     train_in, full_in = data.columns(data.train_idx), data.columns()
     train_y, train_idx = jnp.asarray(data.train_labels), jnp.asarray(data.train_idx)
     eval_y = jnp.asarray(data.eval_labels)
+    heldout_idx, disagree_idx = point_subsets(data)
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
 
@@ -178,13 +185,17 @@ def make_trainer(data: Data, cfg) -> Trainer:
         train_logits = logits[train_idx]
         true = jnp.take_along_axis(train_logits, train_y[:, None], -1)[:, 0]
         others = jnp.where(jax.nn.one_hot(train_y, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
+        correct = group_true >= top  # (sets, n_points)
+        subset_mean = lambda x, idx: jnp.mean(x[..., idx], -1) if len(idx) else jnp.full(x.shape[:-1], jnp.nan)
         return Metrics(
             train_loss=jnp.mean(lse[train_idx] - true),
             train_acc=jnp.mean(true >= top[train_idx]),
             group_loss=jnp.mean(lse - group_true, -1),
-            group_acc=jnp.mean(group_true >= top, -1),
+            group_acc=jnp.mean(correct, -1),
             weight_norm=weight_norm(params),
             margin=jnp.min(true - others),
+            heldout_acc=subset_mean(correct[0], heldout_idx),
+            disagree_acc=subset_mean(correct, disagree_idx),
         )
 
     def advance(state: TrainState, hparams, n_logs: int):
@@ -215,6 +226,15 @@ def make_trainer(data: Data, cfg) -> Trainer:
         return state, _prepend(first, trace), kept
 
     return Trainer(init, start, step, advance, train, metrics, apply, loss_fn)
+
+
+def point_subsets(data: Data) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out, disagreement) point indices: the points on which every evaluation set agrees and that are not
+    trained on, and the points on which the sets disagree."""
+    agree = np.all(data.eval_labels == data.eval_labels[:1], 0)
+    heldout = agree.copy()
+    heldout[data.train_idx] = False
+    return np.flatnonzero(heldout), np.flatnonzero(~agree)
 
 
 def _prepend(first, rest):

@@ -44,7 +44,7 @@ def arrays(root: Path, runs) -> dict:
 def assert_identical(a: dict, b: dict):
     assert a.keys() == b.keys()
     for k in a:
-        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+        assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f"), k
 
 
 def test_seed_results_do_not_depend_on_n_seeds_chunk_size_or_workers(tmp_path):

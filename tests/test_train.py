@@ -105,3 +105,26 @@ def test_new_hyperparameter_values_do_not_recompile():
     b = run(jax.random.PRNGKey(0), {"lr": jnp.float32(0.1), "weight_decay": jnp.float32(0.0)})
     assert run._cache_size() == 1
     assert not np.allclose(a[0].params["w_left"], b[0].params["w_left"])
+
+
+def test_held_out_and_disagreement_accuracies_match_numpy():
+    """On 60% of the S3 vs A3xZ2 intersection: accuracy on the unseen 40% of it and, per group, on the points where
+    the groups disagree; the full intersection has no held-out points (NaN)."""
+    cfg = small(problem=GroupsProblem(S3_VS_A3Z2, "intersection_fraction", 0.6))
+    data = cfg.problem.build()
+    task = cfg.problem.task_of()
+    params = make_trainer(data, cfg).init(jax.random.PRNGKey(2)).params
+    got = make_trainer(data, cfg).metrics(params)
+    p = jax.tree.map(lambda x: np.asarray(x, np.float64), params)
+    a, b = np.divmod(np.arange(N * N), N)
+    argmax = (np.maximum(p["embed_left"][a] @ p["w_left"] + p["embed_right"][b] @ p["w_right"], 0) @ p["w_unembed"]
+              + p["b_unembed"]).argmax(1)
+    tables = [g.table.reshape(-1) for g in task.groups]
+    agree = tables[0] == tables[1]
+    unseen = agree & ~np.isin(np.arange(N * N), task.train_pairs)
+    assert 0 < unseen.sum() < agree.sum() and unseen.sum() == agree.sum() - len(task.train_pairs)
+    assert np.isclose(got.heldout_acc, (argmax[unseen] == tables[0][unseen]).mean())
+    for g in range(2):
+        assert np.isclose(got.disagree_acc[g], (argmax[~agree] == tables[g][~agree]).mean())
+    full = small()
+    assert np.isnan(make_trainer(full.problem.build(), full).metrics(params).heldout_acc)
