@@ -8,6 +8,7 @@ import sys
 
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
+from grokjax.figures.measures import measures_correlation_lines
 from grokjax.figures.sweep import draw_all
 from grokjax.figures.transplant import draw_transplant, is_transplant_results
 from grokjax.run.results import diverged_warning, load_sweep
@@ -31,4 +32,5 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-        return draw_all(results_dir, out_dir), llc_correlation_lines(results_dir)
+        lines = llc_correlation_lines(results_dir) + measures_correlation_lines(results_dir)
+        return draw_all(results_dir, out_dir), lines

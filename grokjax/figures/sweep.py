@@ -13,6 +13,7 @@ from grokjax.analysis.outcomes import category_names
 from grokjax.figures.common import (CI_NAMES, diverged_note, figures_dir, outcome_colours, save_figure, seed_outcomes,
                                     versus)
 from grokjax.figures.llc import draw_llc
+from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
 from grokjax.figures.variation import draw_variation
 from grokjax.run.results import load_sweep
@@ -122,7 +123,7 @@ def accuracy_curves(sweep: dict) -> Figure:
 
 def draw_all(results_dir, out_dir=None) -> list[Path]:
     """Draw every figure of the sweep in `results_dir` into `out_dir` (default RESULTS_DIR/figures), and those of
-    each analysis saved beside the results (LLC estimates, perturbation sweeps, total variation); returns the paths."""
+    each analysis saved beside the results (LLC estimates, generalization measures, perturbation sweeps, total variation); returns the paths."""
     sweep = load_sweep(results_dir)
     out = figures_dir(sweep["dir"], out_dir)
     paths = []
@@ -134,6 +135,7 @@ def draw_all(results_dir, out_dir=None) -> list[Path]:
     for name, draw in zip(FIGURE_NAMES, (outcome_fractions, loss_vs_weight_norm, accuracy_curves)):
         save(name, draw(sweep))
     draw_llc(sweep, save)
+    draw_measures(sweep, save)
     draw_perturbations(sweep, save)
     draw_variation(sweep, save)
     return paths

@@ -22,24 +22,12 @@ from grokjax.figures.common import save_figure, seed_outcomes
 from grokjax.figures.llc import llc_calibration
 from grokjax.run import runner, storage
 from grokjax.run.outdir import guard, locked, refuse_existing, write_together
-from grokjax.run.results import diverged_warning, load_sweep
-from grokjax.run.specs import SweepConfig, read_config
+from grokjax.run.results import diverged_warning
+from grokjax.run.states import finished_sweep
 from grokjax.train import seed_keys
 
 EPS_GRID = (1e-4, 2e-4, 4e-4, 8e-4, 1.6e-3, 3.2e-3)
 NBETA_GRID = (100.0, 300.0, 1000.0, 3000.0)
-
-
-def _finished_sweep(root: Path, checkpoints: bool) -> tuple[dict, SweepConfig, str]:
-    """The saved sweep, its config and the parameter folder to read; refuses anything but a finished sweep."""
-    sweep = load_sweep(root)
-    params = "checkpoints" if checkpoints else "params"
-    if not (root / params).is_dir():
-        hint = " (run the sweep with --keep-every K to save checkpoints)" if checkpoints else ""
-        raise UserError(f"No sweep results in {root}: {params}/ is missing{hint}.")
-    if checkpoints and "checkpoint_epochs" not in sweep["traces"]:
-        raise UserError(f"{root / 'traces.npz'} lacks checkpoint_epochs; were the checkpoints saved by a sweep?")
-    return sweep, read_config(sweep["config"], str(root / "config.json")), params
 
 
 def _summary_lines(sweep: dict, runs: np.ndarray, llc: np.ndarray, label: str) -> list[str]:
@@ -118,7 +106,7 @@ def run_llc(a) -> None:
         raise UserError(f"--first must be a positive integer, got {a.first}.")
     if a.calibrate:
         validate_grid(a.eps_grid, a.nbeta_grid, cfg)
-    sweep, sweep_cfg, params_dir = _finished_sweep(root, a.checkpoints)
+    sweep, sweep_cfg, params_dir = finished_sweep(root, a.checkpoints)
     kind = "behavioral_llc" if a.behavioral else "llc"
     label = "behavioral LLC" if a.behavioral else "LLC"
     name = kind + ("_checkpoints" if a.checkpoints else "_calibration" if a.calibrate else "")

@@ -22,7 +22,7 @@ from grokjax.analysis.outcomes import category_names
 from grokjax.errors import UserError
 from grokjax.figures.common import seed_outcomes
 from grokjax.run import runner, storage
-from grokjax.run.llc import _finished_sweep
+from grokjax.run.states import finished_sweep
 from grokjax.run.outdir import guard, locked, refuse_existing, write_together
 from grokjax.run.results import diverged_warning
 from grokjax.run.sweep import run_inputs
@@ -82,7 +82,7 @@ def run_measures(a) -> None:
         raise UserError(f"The seed must be an integer in [0, 2**32), got {a.seed}.")
     if a.first is not None and a.first < 1:
         raise UserError(f"--first must be a positive integer, got {a.first}.")
-    sweep, sweep_cfg, params_dir = _finished_sweep(root, a.checkpoints)
+    sweep, sweep_cfg, params_dir = finished_sweep(root, a.checkpoints)
     name = "measures_checkpoints" if a.checkpoints else "measures"
     outputs = [root / f"{name}.npz", root / f"{name}.json"]
     refuse_existing(outputs, a.overwrite)

@@ -21,9 +21,8 @@ from grokjax.errors import UserError
 from grokjax.figures.common import seed_outcomes
 from grokjax.run import runner, storage
 from grokjax.run.outdir import guard, locked, refuse_existing, write_together
-from grokjax.run.results import load_sweep
-from grokjax.run.specs import SweepConfig, read_config
-from grokjax.run.states import load_states
+from grokjax.run.specs import SweepConfig
+from grokjax.run.states import finished_sweep, load_states
 from grokjax.run.sweep import run_inputs, with_call_width
 from grokjax.train import TrainState
 
@@ -78,11 +77,8 @@ def perturb_job(results_dir, scale_sweep: bool = False, epoch_sweep: bool = Fals
     """The job of experiments/perturb.py's options: the published scale sweep (at `epochs`), the epoch sweep (every
     kept checkpoint that is a multiple of `every`, scale 1e-2), or the given epochs and scales; runs default to the
     first 10."""
-    sweep = load_sweep(results_dir)
-    kept = sweep["traces"].get("checkpoint_epochs")
-    if kept is None:
-        raise UserError(f"{results_dir} kept no checkpoints: run the sweep with --keep-every K to perturb during "
-                        f"training.")
+    sweep = finished_sweep(results_dir, checkpoints=True)[0]
+    kept = sweep["traces"]["checkpoint_epochs"]
     if epoch_sweep:
         if every < 1:
             raise UserError(f"--every must be a positive number of epochs, got {every}.")
@@ -113,14 +109,12 @@ def perturb_sweep(root, job: PerturbJob, workers: int = 0, overwrite: bool = Fal
     """Run `job` on the finished sweep in `root`, write `{job.name}.npz` and `.json`, and return the arrays.
     Compiled programs are kept in `cache_dir` (None: not kept): worker processes compile each epoch's once."""
     root = Path(root)
-    sweep = load_sweep(root)
-    cfg = with_call_width(read_config(sweep["config"], str(root / "config.json")))
+    sweep, cfg, _ = finished_sweep(root, checkpoints=True)
+    cfg = with_call_width(cfg)
     n_runs = len(sweep["seeds"]["grokked"])
     runs = np.asarray(job.runs, np.int64)
     if runs.min() < 0 or runs.max() >= n_runs:
         raise UserError(f"Runs must be rows of seeds.npz, 0 to {n_runs - 1}; got {', '.join(map(str, job.runs))}.")
-    if "checkpoint_epochs" not in sweep["traces"]:
-        raise UserError(f"{root} kept no checkpoints: run the sweep with --keep-every K to perturb during training.")
     kept = np.asarray(sweep["traces"]["checkpoint_epochs"])
     columns = _checkpoint_index(kept, job.epochs)
     if cfg.schedule.unit != "epochs" or cfg.schedule.batch_size:

@@ -9,6 +9,7 @@ the ambiguous-grokking study did after perturbing or transplanting).
 """
 
 import warnings
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,9 +17,23 @@ import numpy as np
 
 from grokjax.errors import UserError
 from grokjax.run import runner, storage
-from grokjax.run.results import DivergedRunsWarning, read_npz
-from grokjax.run.specs import SweepConfig
+from grokjax.run.results import DivergedRunsWarning, load_sweep, read_npz
+from grokjax.run.specs import SweepConfig, read_config
 from grokjax.train import TrainState, make_trainer, order_key, seed_keys
+
+
+def finished_sweep(root, checkpoints: bool = False) -> tuple[dict, SweepConfig, str]:
+    """The saved sweep (`load_sweep`), its config and the parameter folder to read (final or checkpoints); one
+    sentence for anything but a finished sweep (with checkpoints, if asked)."""
+    root = Path(root)
+    sweep = load_sweep(root)
+    params = "checkpoints" if checkpoints else "params"
+    if not (root / params).is_dir():
+        hint = " (run the sweep with --keep-every K to save checkpoints)" if checkpoints else ""
+        raise UserError(f"No sweep results in {root}: {params}/ is missing{hint}.")
+    if checkpoints and "checkpoint_epochs" not in sweep["traces"]:
+        raise UserError(f"{root / 'traces.npz'} lacks checkpoint_epochs; were the checkpoints saved by a sweep?")
+    return sweep, read_config(sweep["config"], str(root / "config.json")), params
 
 
 def _template(cfg: SweepConfig) -> TrainState:
@@ -29,8 +44,6 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False, runs=None) ->
     """The saved states of every run of the sweep in `root` (config `cfg`), or of `runs` (rows of seeds.npz, read
     from memory-mapped files), run axis first (then checkpoints); a `DivergedRunsWarning` if some of them diverged
     in training."""
-    from pathlib import Path
-
     root = Path(root)
     params_dir, opt_dir = ("checkpoints", "checkpoint_opt_state") if checkpoints else ("params", "opt_state")
     template = _template(cfg)

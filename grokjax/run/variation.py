@@ -22,7 +22,7 @@ from grokjax.analysis.variation import (POINT_SETS, check_window, variation_prog
 from grokjax.errors import UserError
 from grokjax.figures.common import seed_outcomes
 from grokjax.run import runner, storage
-from grokjax.run.llc import _finished_sweep
+from grokjax.run.states import finished_sweep
 from grokjax.run.outdir import guard, locked, refuse_existing, write_together
 from grokjax.run.results import diverged_warning
 from grokjax.train import make_trainer
@@ -84,7 +84,7 @@ def run_variation(a) -> None:
     for name, value in (("--first", a.first), ("--runs-per-call", a.runs_per_call)):
         if value is not None and value < 1:
             raise UserError(f"{name} must be a positive integer, got {value}.")
-    sweep, cfg, params_dir = _finished_sweep(root, checkpoints=True)
+    sweep, cfg, params_dir = finished_sweep(root, checkpoints=True)
     epochs = sweep["traces"]["checkpoint_epochs"]
     inside = window_intervals(epochs, cfg.schedule.length, window)
     outputs = [root / "variation.npz", root / "variation.json"]
