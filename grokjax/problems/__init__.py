@@ -2,7 +2,8 @@
 
 from grokjax.problems.base import Data
 from grokjax.problems.group_tasks import GroupsProblem
+from grokjax.problems.modular import ModularProblem
 
-PROBLEMS = {cls.kind: cls for cls in (GroupsProblem,)}
+PROBLEMS = {cls.kind: cls for cls in (GroupsProblem, ModularProblem)}
 
-__all__ = ["Data", "GroupsProblem", "PROBLEMS"]
+__all__ = ["Data", "GroupsProblem", "ModularProblem", "PROBLEMS"]
