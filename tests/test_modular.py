@@ -61,27 +61,33 @@ def test_powers_reduce_without_overflow():
     assert values.tolist() == [(pow(int(v), 1000003, p) + int(v) ** 4 - 7) % p for v in x] and defined.all()
 
 
-def challenge_generator():
-    """The challenge's generator as its authors state it (the global `random` module, seed 0, first half)."""
-    data = [(i, j, (i + j) % 97) for i in range(97) for j in range(97)]
+def generate_mod97_dataset(split=0.5):
+    """The challenge's generator (discourse.numenta.org/t/the-grokking-challenge/10688) with its seed and shuffle."""
+    data = []
+    for i in range(97):
+        for j in range(97):
+            data.append((i, j, (i + j) % 97))
     random.seed(0)
     random.shuffle(data)
-    return data[: len(data) // 2], data[len(data) // 2:]
+    i = int(len(data) * split)
+    return data[:i], data[i:]
 
 
-def test_thread_split_is_the_challenge_generators():
+@pytest.mark.parametrize("split", [0.5, 0.3])
+def test_thread_split_is_the_challenge_generators(split):
     state = random.getstate()
     try:
-        train, val = challenge_generator()
+        train, val = generate_mod97_dataset(split)
     finally:
         random.setstate(state)
-    data = ModularProblem(split="thread").build()
+    data = ModularProblem(fraction=split, split="thread").build()
     assert random.getstate() == state  # building the split leaves the global generator alone
+    assert data.train_idx.tolist() == sorted(i * 97 + j for i, j, _ in train)
     ours_train = {(int(a), int(b), int(c)) for (a, b), c in zip(data.inputs[data.train_idx], data.train_labels)}
-    assert ours_train == set(train) and len(train) == data.n_train == 4704
+    assert ours_train == set(train) and data.n_train == len(train) == int(9409 * split)
     val_rows = np.setdiff1d(np.arange(data.n_points), data.train_idx)
     ours_val = {(int(a), int(b), int(c)) for (a, b), c in zip(data.inputs[val_rows], data.eval_labels[0, val_rows])}
-    assert ours_val == set(val) and len(val) == 4705
+    assert ours_val == set(val) and len(val) + len(train) == 9409
 
 
 def test_random_split_depends_on_the_data_seed_only():

@@ -7,14 +7,13 @@ engine's `heldout_acc` is then the accuracy on every point not trained on (the v
 Splits:
 - "random": a random `fraction` of the points (round(fraction * n) of them) drawn with
   `np.random.default_rng(data_seed)`.
-- "thread": the split of the "a + b mod 97" challenge's own generator, as the challenge states it: the list
-  `[(i, j, (i + j) % 97) for i in range(97) for j in range(97)]`, `random.seed(0)`, `random.shuffle`, the first
-  half for training. A shuffle's permutation depends only on the list's length, so the points in the generator's
-  order (x outer, y inner) shuffled by Python's `random.Random(data_seed)` give exactly its split; "half" is
-  `len(data) // 2` (4704 of the 9409 points, the floor; the generator's source was not found in any public
-  repository, and the floor is what `data[:len(data) // 2]` gives). Here the first int(fraction * n) points train,
-  which is that floor at the defaults fraction 0.5 and data_seed 0; other p, operations, fractions or seeds apply
-  the same procedure.
+- "thread": the split of the "a + b mod 97" challenge's generator (the thread "The grokking challenge?",
+  https://discourse.numenta.org/t/the-grokking-challenge/10688, `generate_mod97_dataset(split=0.5)`): the list
+  `(i, j, (i + j) % 97)` for i in range(97) (outer) and j in range(97), `random.seed(0)`, `random.shuffle`, then
+  `train = data[:int(len(data) * split)]`: "half" is rounded down, 4704 of the 9409 points. A shuffle's
+  permutation depends only on the list's length, so the points in the same order (x outer, y inner) shuffled by
+  `random.Random(data_seed)` give exactly its split; the first int(fraction * n) train, as its `split` argument.
+  The defaults (fraction 0.5, data_seed 0, p 97, +) are the challenge's; other values apply the same procedure.
 """
 
 import random
