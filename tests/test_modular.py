@@ -123,7 +123,7 @@ def test_injection_is_refused_without_running(source, monkeypatch, tmp_path):
     ({"p": 1}, "modulus"), ({"p": 97.0}, "modulus"), ({"p": 10**6}, "modulus"), ({"p": 12, "op": "/"}, "prime"),
     ({"p": 15, "op": "x/(y+1)"}, "prime"), ({"fraction": 0}, "fraction"), ({"fraction": 1.5}, "fraction"),
     ({"split": "half"}, "split"), ({"data_seed": -1}, "seed"), ({"op": "%"}, "expression"), ({"op": 3}, "string"),
-    ({"p": 2, "fraction": 0.1}, "empty"),
+    ({"p": 2, "fraction": 0.1}, "empty"), ({"op": "x/(y - y)"}, "zero"),
 ])
 def test_bad_specs_are_one_sentence(fields, words):
     with pytest.raises(UserError) as e:

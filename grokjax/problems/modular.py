@@ -95,6 +95,8 @@ class ModularProblem(Spec):
         p = self.p
         x, y = np.divmod(np.arange(p * p, dtype=np.int64), p)
         values, defined = evaluate(self.expression(), x, y, p)
+        if not defined.any():
+            raise UserError(f"{self.name} divides by zero at every point.")
         pairs = np.stack([x[defined], y[defined]], axis=1).astype(np.int32)
         labels = values[defined].astype(np.int32)
         train = self.train_rows(len(labels))
