@@ -3,6 +3,8 @@
 `adam` and `sgd` add L2 decay to the gradients of the weights only (PyTorch's `weight_decay=` semantics, as
 the published runs); `adamw` decays the weights directly (decoupled). A linear warmup of the learning rate
 over the first `warmup_steps` optimizer steps is a schedule option (`make_optimizer(..., warmup_steps)`).
+Accelerators (`grokjax.accelerators`: a Grokfast filter, ⊥Grad) are chained in front of the optimizer, on the raw
+loss gradient before any weight decay, as in their references; without them the optimizer is unchanged.
 """
 
 import math
@@ -11,17 +13,21 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import optax
 
+from grokjax.accelerators import grokfast_ema, grokfast_ma, orthograd
 from grokjax.errors import UserError
 from grokjax.models.base import weights_only
 from grokjax.specs import Spec
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+FILTERS = ("none", "ema", "ma")
 
 
 @dataclass(frozen=True)
 class OptimizerSpec(Spec):
     """Optimiser and its hyperparameters; defaults are the published setup (Adam, lr 1e-2, betas 0.9/0.98,
-    L2 weight decay 2e-5 on the weights)."""
+    L2 weight decay 2e-5 on the weights), no accelerator. `filter` is a Grokfast gradient filter ("ema": alpha,
+    lambda; "ma": window, lambda; defaults the Grokfast paper's EMA setting for algorithmic data); `ortho` adds
+    ⊥Grad."""
 
     kind: str = "adam"
     lr: float = 1e-2
@@ -30,11 +36,21 @@ class OptimizerSpec(Spec):
     eps: float = 1e-8
     weight_decay: float = 2e-5
     momentum: float = 0.0
+    filter: str = "none"
+    filter_alpha: float = 0.98
+    filter_lambda: float = 2.0
+    filter_window: int = 100
+    ortho: bool = False
 
     def __post_init__(self):
         if self.kind not in OPTIMIZERS:
             raise UserError(f"Unknown optimizer '{self.kind}'; expected one of {', '.join(OPTIMIZERS)}.")
-        finite = all(math.isfinite(getattr(self, k)) for k in ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum"))
+        if self.filter not in FILTERS:
+            raise UserError(f"Unknown gradient filter '{self.filter}'; expected one of {', '.join(FILTERS)}.")
+        if not (0 <= self.filter_alpha <= 1 and self.filter_window >= 1):
+            raise UserError("The Grokfast alpha must lie in [0, 1] and its window be a positive integer.")
+        floats = ("lr", "beta1", "beta2", "eps", "weight_decay", "momentum", "filter_alpha", "filter_lambda")
+        finite = all(math.isfinite(getattr(self, k)) for k in floats)
         if not finite:
             raise UserError("Optimizer hyperparameters must be finite numbers.")
         if not self.lr > 0:
@@ -47,13 +63,36 @@ class OptimizerSpec(Spec):
             raise UserError(f"Adam epsilon must be non-negative, got {self.eps}.")
 
     def hparams(self) -> dict:
-        """The hyperparameters a sweep may vary, as float32 arrays."""
-        return {"lr": jnp.float32(self.lr), "weight_decay": jnp.float32(self.weight_decay)}
+        """The hyperparameters a sweep may vary, as float32 arrays (the filter's only with a filter)."""
+        out = {"lr": jnp.float32(self.lr), "weight_decay": jnp.float32(self.weight_decay)}
+        if self.filter != "none":
+            out.update(filter_alpha=jnp.float32(self.filter_alpha), filter_lambda=jnp.float32(self.filter_lambda))
+        return out
 
 
 def make_optimizer(spec: OptimizerSpec, hparams: dict, params, warmup_steps: int = 0) -> optax.GradientTransformation:
-    """The optimiser of `spec` with the learning rate and weight decay of `hparams` (arrays: a grid does not
-    recompile); with `warmup_steps`, the learning rate rises linearly, lr (t + 1) / warmup_steps at step t."""
+    """The optimiser of `spec` with the hyperparameters of `hparams` (arrays: a grid does not recompile), behind
+    its accelerators if any; with `warmup_steps`, the learning rate rises linearly, lr (t + 1) / warmup_steps at
+    step t."""
+    front = accelerators(spec, hparams)
+    base = base_optimizer(spec, hparams, params, warmup_steps)
+    return optax.chain(*front, base) if front else base  # no accelerator: the same optimizer state as before
+
+
+def accelerators(spec: OptimizerSpec, hparams: dict) -> list:
+    """The Grokfast filter, then ⊥Grad, as `spec` asks (the filter's alpha and lambda from `hparams`)."""
+    front = []
+    if spec.filter == "ema":
+        front.append(grokfast_ema(hparams["filter_alpha"], hparams["filter_lambda"]))
+    elif spec.filter == "ma":
+        front.append(grokfast_ma(spec.filter_window, hparams["filter_lambda"]))
+    if spec.ortho:
+        front.append(orthograd())
+    return front
+
+
+def base_optimizer(spec: OptimizerSpec, hparams: dict, params, warmup_steps: int = 0) -> optax.GradientTransformation:
+    """The optimiser of `spec` alone (see `make_optimizer`)."""
     lr, wd, mask = hparams["lr"], hparams["weight_decay"], weights_only(params)
     if warmup_steps:
         peak = lr

@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from grokjax.errors import UserError
+from grokjax.losses import LOSSES
 from grokjax.models.base import weight_norm
 from grokjax.optim import make_optimizer
 from grokjax.problems.base import Data
@@ -123,6 +124,9 @@ def make_trainer(data: Data, cfg) -> Trainer:
     heldout_idx, disagree_idx = point_subsets(data)
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
+    if cfg.loss == "stablemax64" and not jax.config.jax_enable_x64:
+        raise UserError("The float64 StableMax loss needs JAX's 64-bit mode: set JAX_ENABLE_X64=1 (or use stablemax).")
+    per_point = LOSSES[cfg.loss]  # the training loss; the metrics report the softmax cross-entropy
 
     def apply(params, inputs):
         with jax.default_matmul_precision(cfg.matmul_precision):
@@ -131,15 +135,13 @@ def make_trainer(data: Data, cfg) -> Trainer:
     def loss_fn(params):
         logits = apply(params, train_in)
         true = jnp.take_along_axis(logits, train_y[:, None], -1)[:, 0]
-        loss = jnp.mean(jax.nn.logsumexp(logits, -1) - true)
-        return loss, jnp.all(true >= logits.max(-1))
+        return jnp.mean(per_point(logits, train_y)), jnp.all(true >= logits.max(-1))
 
     def batch_loss(params, rows, weight):
-        """Mean cross-entropy over the training points `rows` with nonzero `weight` (the padding of a last,
-        smaller batch has weight 0); the fit flag is not computed on a minibatch."""
+        """Mean loss over the training points `rows` with nonzero `weight` (the padding of a last, smaller batch
+        has weight 0); the fit flag is not computed on a minibatch."""
         logits = apply(params, tuple(jnp.asarray(x)[rows] for x in train_in))
-        ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, train_y[rows][:, None], -1)[:, 0]
-        return jnp.sum(weight * ce) / jnp.sum(weight), jnp.bool_(False)
+        return jnp.sum(weight * per_point(logits, train_y[rows])) / jnp.sum(weight), jnp.bool_(False)
 
     def start(params, order_key=None) -> TrainState:
         opt_state = optimizer(cfg.optimizer.hparams(), params).init(params)

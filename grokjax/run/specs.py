@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from grokjax.analysis.outcomes import CI_METHODS
 from grokjax.errors import UserError
+from grokjax.losses import LOSSES
 from grokjax.models import MODELS, MLP2Spec
 from grokjax.optim import OptimizerSpec
 from grokjax.problems import PROBLEMS, GroupsProblem
@@ -45,6 +46,7 @@ class SweepConfig(Spec):
     lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: optimizer.lr)
     weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: optimizer.weight_decay)
     matmul_precision: str = "highest"
+    loss: str = "cross_entropy"  # the training loss, one of grokjax.losses.LOSSES ("stablemax64" needs jax x64)
 
     def __post_init__(self):
         if self.n_seeds < 1:
@@ -59,6 +61,8 @@ class SweepConfig(Spec):
             raise UserError(f"Unknown interval method '{self.ci_method}'; expected one of {', '.join(CI_METHODS)}.")
         if self.seeds_per_call < 0:
             raise UserError(f"Seeds per call must be a positive integer, got {self.seeds_per_call}.")
+        if self.loss not in LOSSES:
+            raise UserError(f"Unknown loss '{self.loss}'; expected one of {', '.join(LOSSES)}.")
         if self.matmul_precision not in PRECISIONS:
             raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
         for lr, wd in zip(*self.grid_values()):

@@ -70,7 +70,8 @@ def run_inputs(cfg: SweepConfig, runs=None) -> tuple:
     runs = np.arange(cfg.n_runs) if runs is None else np.asarray(runs)
     lr, wd = cfg.grid_values()
     grid, seed = np.divmod(runs, cfg.n_seeds)
-    hparams = {"lr": np.asarray(lr, np.float32)[grid], "weight_decay": np.asarray(wd, np.float32)[grid]}
+    hparams = {k: np.full(len(runs), v, np.float32) for k, v in cfg.hparams().items()}  # e.g. a filter's
+    hparams.update(lr=np.asarray(lr, np.float32)[grid], weight_decay=np.asarray(wd, np.float32)[grid])
     return np.asarray(seed_keys(cfg.seed, seed)), hparams
 
 
