@@ -7,6 +7,7 @@ decay 2e-5 on weights), 3000 full-batch epochs.
     python experiments/sweep_intersection.py --n-seeds 10000
     python experiments/sweep_intersection.py --preset z48 --n-seeds 1000   # Z48xZ2 vs twZ48, the authors' MLP3
     python experiments/sweep_intersection.py --preset s5 --n-seeds 1000    # S5 vs A5xZ2, D = H = 128
+    python experiments/sweep_intersection.py --problem modular --p 97 --op + --split thread --filter ema --loss stablemax
 """
 
 import argparse

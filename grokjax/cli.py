@@ -58,7 +58,8 @@ def apply_preset(p: argparse.ArgumentParser, argv) -> None:
 
 def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,
                        schedule: bool = True) -> None:
-    """The options of a run: problem (groups), model, optimizer, schedule. With `grid`, --lr and --weight-decay
+    """The options of a run: problem (groups or modular), model, optimizer (and accelerators, loss), schedule. With
+    `grid`, --lr and --weight-decay
     take several values (a grid swept with the seeds); `weight_decay` overrides the optimizer's default; without
     `schedule` the script sets the schedule itself (no --epochs, --batch-size, ...)."""
     from grokjax.models import MODELS
@@ -70,12 +71,28 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
     d, o, s = GroupsProblem(), OptimizerSpec(), Schedule()
     wd = o.weight_decay if weight_decay is None else weight_decay
     many = dict(nargs="+", type=float) if grid else dict(type=float)
+    from grokjax.losses import LOSSES
+    from grokjax.optim import FILTERS
+    from grokjax.problems.modular import SPLITS, ModularProblem
+
+    mod = ModularProblem()
+    g = p.add_argument_group("problem")
+    g.add_argument("--problem", choices=("groups", "modular"), default="groups",
+                   help="groups: tables of groups on shared labels (the options below); modular: x o y mod p "
+                        "(--p, --op, --split, --fraction, --data-seed) (default: %(default)s)")
+    g.add_argument("--p", type=int, default=mod.p, help="modular: the modulus (default: %(default)s)")
+    g.add_argument("--op", default=mod.op, help="modular: + - * / or a polynomial in x and y, e.g. 'x**3 + x*y**2 + y' "
+                                                "(default: %(default)s)")
+    g.add_argument("--split", choices=SPLITS, default=mod.split,
+                   help="modular: random (a --fraction drawn with --data-seed) or thread (the grokking challenge "
+                        "generator's split) (default: %(default)s)")
     g = p.add_argument_group("problem: groups on shared labels")
     g.add_argument("--groups", nargs="+", default=list(d.groups), metavar="SPEC",
                    help="group specs on shared labels, e.g. 'S(4)' 'times(A(4),Z(2))' (default: %(default)s)")
     g.add_argument("--task", choices=TASK_KINDS, default=d.task, help="training set (default: %(default)s)")
-    g.add_argument("--fraction", type=float, default=d.fraction,
-                   help="fraction of the intersection (intersection_fraction) or of a table (iid) (default: %(default)s)")
+    g.add_argument("--fraction", type=float, default=None,
+                   help="fraction of the intersection (intersection_fraction) or of a table (iid), or of the modular "
+                        f"table trained on (default: {d.fraction:g} for groups, {mod.fraction:g} for modular)")
     g.add_argument("--group-fractions", type=float, nargs="+", default=list(d.group_fractions), metavar="F",
                    help="intersection_plus: fraction of each group's own pairs added, one per group")
     g.add_argument("--iid-group", type=int, default=d.iid_group, help="iid: index of the group whose table is sampled")
@@ -100,6 +117,14 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
                         ("; several values sweep a grid, crossed with the learning rates" if grid else "") +
                         " (default: %(default)s)")
     g.add_argument("--momentum", type=float, default=o.momentum, help="SGD momentum (default: %(default)s)")
+    g.add_argument("--filter", choices=FILTERS, default=o.filter,
+                   help="Grokfast gradient filter in front of the optimizer (default: %(default)s)")
+    g.add_argument("--filter-alpha", type=float, default=o.filter_alpha, help="Grokfast-EMA alpha (default: %(default)s)")
+    g.add_argument("--filter-lambda", type=float, default=o.filter_lambda, help="Grokfast lambda (default: %(default)s)")
+    g.add_argument("--filter-window", type=int, default=o.filter_window, help="Grokfast-MA window (default: %(default)s)")
+    g.add_argument("--ortho", action="store_true", help="the orthogonal gradient (⊥Grad) in front of the optimizer")
+    g.add_argument("--loss", choices=tuple(LOSSES), default=SweepConfig.loss,
+                   help="training loss; stablemax64 needs JAX_ENABLE_X64=1 (default: %(default)s)")
     g.add_argument("--matmul-precision", choices=PRECISIONS, default=SweepConfig.matmul_precision,
                    help="(default: %(default)s)")
     if not schedule:
@@ -126,6 +151,7 @@ def config_from_args(a, schedule=None, **run):
     from grokjax.models import MODELS
     from grokjax.optim import OptimizerSpec
     from grokjax.problems.group_tasks import GroupsProblem
+    from grokjax.problems.modular import ModularProblem
     from grokjax.run.specs import SweepConfig
     from grokjax.train import Schedule
 
@@ -142,26 +168,38 @@ def config_from_args(a, schedule=None, **run):
         steps = a.steps is not None
         schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,
                             "steps" if steps else "epochs", a.warmup_steps)
-    return SweepConfig(
-        problem=GroupsProblem(tuple(a.groups), a.task, a.fraction, tuple(a.group_fractions), a.iid_group, a.data_seed),
-        model=model,
-        optimizer=OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum),
-        schedule=schedule, matmul_precision=a.matmul_precision, **run)
+    if a.problem == "modular":
+        fraction = ModularProblem.fraction if a.fraction is None else a.fraction
+        problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed)
+    else:
+        fraction = GroupsProblem.fraction if a.fraction is None else a.fraction
+        problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed)
+    optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, a.filter_alpha,
+                              a.filter_lambda, a.filter_window, a.ortho)
+    return SweepConfig(problem=problem, model=model, optimizer=optimizer, schedule=schedule,
+                       matmul_precision=a.matmul_precision, loss=a.loss, **run)
 
 
 def config_options(c) -> dict:
     """The `add_config_options` option values (as argparse defaults) that rebuild the config `c`."""
-    if c.problem.kind != "groups":
-        raise UserError(f"This script's options describe group problems, and the sweep is of a {c.problem.kind!r} "
-                        f"problem: resume it from Python with run_sweep(read_sweep_config(DIR), DIR, resume=True).")
+    if c.problem.kind not in ("groups", "modular"):
+        raise UserError(f"This script's options describe group and modular problems, and the sweep is of a "
+                        f"{c.problem.kind!r} problem: resume it from Python with run_sweep(read_sweep_config(DIR), DIR, "
+                        f"resume=True).")
     p, m, o, s = c.problem, c.model, c.optimizer, c.schedule
     steps = s.unit == "steps"
+    if p.kind == "modular":
+        problem = dict(problem="modular", p=p.p, op=p.op, split=p.split)
+    else:
+        problem = dict(problem="groups", groups=list(p.groups), task=p.task, group_fractions=list(p.group_fractions),
+                       iid_group=p.iid_group)
     return dict(
-        groups=list(p.groups), task=p.task, fraction=p.fraction, group_fractions=list(p.group_fractions),
-        iid_group=p.iid_group, data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),
+        **problem, fraction=p.fraction, data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),
         hidden_dim=getattr(m, "hidden_dim", None), no_unembed_bias=not getattr(m, "unembed_bias", getattr(m, "bias", True)),
         optimizer=o.kind, lr=list(c.lr_grid or [o.lr]), beta1=o.beta1, beta2=o.beta2, eps=o.eps,
-        weight_decay=list(c.weight_decay_grid or [o.weight_decay]), momentum=o.momentum,
+        weight_decay=list(c.weight_decay_grid or [o.weight_decay]), momentum=o.momentum, filter=o.filter,
+        filter_alpha=o.filter_alpha, filter_lambda=o.filter_lambda, filter_window=o.filter_window, ortho=o.ortho,
+        loss=c.loss,
         epochs=None if steps else s.length, steps=s.length if steps else None, batch_size=s.batch_size,
         warmup_steps=s.warmup_steps, log_every=s.log_every, keep_every=s.keep_every,
         matmul_precision=c.matmul_precision)

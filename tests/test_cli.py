@@ -323,3 +323,28 @@ def test_presets_are_the_published_sweeps_and_the_command_line_wins(capsys):
     assert z48.problem.groups == ("Z(48,2)", "twZ(48)")
     code, _, err = run_main(experiment.main, ["--preset", "s5", "--resume", "--out", "x"], capsys)
     assert code == 2 and "--preset" in err
+
+
+def test_modular_problems_accelerators_and_losses_from_the_command_line_and_back(capsys, tmp_path):
+    from grokjax.cli import config_from_args, config_options
+    from grokjax.problems import ModularProblem
+
+    argv = ["--problem", "modular", "--p", "7", "--op", "x*y", "--split", "thread", "--filter", "ma",
+            "--filter-window", "3", "--filter-lambda", "5", "--ortho", "--loss", "stablemax", "--optimizer", "adamw"]
+    a = experiment.parse_args(argv)
+    cfg = config_from_args(a, seed=0, n_seeds=2)
+    assert cfg.problem == ModularProblem(7, "x*y", 0.5, "thread", 0)
+    assert (cfg.optimizer.filter, cfg.optimizer.filter_window, cfg.optimizer.filter_lambda) == ("ma", 3, 5.0)
+    assert cfg.optimizer.ortho and cfg.loss == "stablemax" and cfg.optimizer.kind == "adamw"
+    for c in (cfg, config_from_args(experiment.parse_args([]), seed=0, n_seeds=2)):  # what --resume rebuilds
+        parser = experiment.argparse.ArgumentParser()
+        from grokjax.cli import add_config_options
+
+        add_config_options(parser)
+        parser.set_defaults(**config_options(c))
+        assert config_from_args(parser.parse_args([]), seed=0, n_seeds=2) == c
+    code, out, err = run_main(experiment.main, argv[:8] + ["--epochs", "20", "--log-every", "10", "--n-seeds", "2",
+                                                           "--out", str(tmp_path / "m"), "--no-progress",
+                                                           "--no-compile-cache", "--workers", "1"], capsys)
+    assert code == 0, err
+    assert np.load(tmp_path / "m" / "traces.npz")["heldout_acc"].shape == (2, 3)
