@@ -145,6 +145,24 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
                         "for analyses over training time (default: only the final ones)")
 
 
+def model_from_args(spec_cls, a):
+    """The model spec of --model with the --embed-dim/--hidden-dim it has and its output bias unless
+    --no-unembed-bias; a size or bias option the model does not have is one sentence."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(spec_cls)}
+    given = {k: v for k, v in (("embed_dim", a.embed_dim), ("hidden_dim", a.hidden_dim)) if v is not None}
+    missing = [k.replace("_", "-") for k in given if k not in fields]
+    if missing:
+        raise UserError(f"The {spec_cls.kind} model has no --{' or --'.join(missing)} option.")
+    bias = next((k for k in ("unembed_bias", "bias") if k in fields), None)
+    if bias:
+        given[bias] = not a.no_unembed_bias
+    elif a.no_unembed_bias:
+        raise UserError(f"The {spec_cls.kind} model has no output bias to drop.")
+    return spec_cls(**given)
+
+
 def config_from_args(a, schedule=None, **run):
     """The SweepConfig of parsed `add_config_options` options; `schedule` replaces the schedule options (for a
     script without them), `run` gives the run fields (seeds, grid, ...)."""
@@ -156,14 +174,7 @@ def config_from_args(a, schedule=None, **run):
     from grokjax.train import Schedule
 
     lr, wd = (a.lr[0], a.weight_decay[0]) if isinstance(a.lr, list) else (a.lr, a.weight_decay)
-    sizes = {k: v for k, v in (("embed_dim", a.embed_dim), ("hidden_dim", a.hidden_dim)) if v is not None}
-    model_cls = MODELS[a.model]
-    if a.model == "linear":
-        if sizes:
-            raise UserError("The linear model has no embedding or hidden sizes.")
-        model = model_cls(bias=not a.no_unembed_bias)
-    else:
-        model = model_cls(**sizes, unembed_bias=not a.no_unembed_bias)
+    model = model_from_args(MODELS[a.model], a)
     if schedule is None:
         steps = a.steps is not None
         schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,

@@ -348,3 +348,14 @@ def test_modular_problems_accelerators_and_losses_from_the_command_line_and_back
                                                            "--no-compile-cache", "--workers", "1"], capsys)
     assert code == 0, err
     assert np.load(tmp_path / "m" / "traces.npz")["heldout_acc"].shape == (2, 3)
+
+
+def test_model_options_a_model_does_not_have_are_one_sentence(capsys):
+    from grokjax.cli import config_from_args
+
+    a = experiment.parse_args(["--model", "onehot_mlp", "--hidden-dim", "64"])
+    assert config_from_args(a, seed=0, n_seeds=1).model.hidden_dim == 64
+    for argv, message in ((["--model", "linear", "--hidden-dim", "4"], "no --hidden-dim option"),
+                          (["--model", "onehot_mlp", "--no-unembed-bias"], "no output bias")):
+        code, _, err = run_main(experiment.main, argv + ["--n-seeds", "1"], capsys)
+        assert code == 2 and message in err and "Traceback" not in err
