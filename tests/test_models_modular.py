@@ -6,12 +6,14 @@ PyTorch modules, the forward pass against numpy, and a short sweep on x + y mod 
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import small
-from grokjax.models import MODELS, OneHotMLPSpec, n_params, weights_only
+from grokjax.models import MODELS, OneHotMLPSpec, TransformerSpec, n_params, weights_only
 from grokjax.models.onehot_mlp import OneHotMLP
+from grokjax.models.transformer import Transformer
 from grokjax.problems import ModularProblem
 from grokjax.run.specs import read_config
 from grokjax.run.storage import read_arrays
@@ -54,7 +56,8 @@ def test_onehot_mlp_is_the_mlp_of_the_concatenated_one_hot_operands():
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("model", [OneHotMLPSpec(hidden_dim=16)], ids=["onehot_mlp"])
+@pytest.mark.parametrize("model", [OneHotMLPSpec(hidden_dim=16), TransformerSpec(n_layers=1, d_model=16, n_heads=2, layer_norm=False)],
+                         ids=["onehot_mlp", "transformer"])
 def test_a_short_modular_sweep_runs_and_its_loss_falls(model, tmp_path):
     cfg = small(model=model, problem=PROBLEM, epochs=20, log_every=10, n_seeds=2, seeds_per_call=2)
     run_sweep(cfg, tmp_path / "s", workers=1, progress=False, log=lambda *a: None, cache_dir=None)
@@ -65,8 +68,75 @@ def test_a_short_modular_sweep_runs_and_its_loss_falls(model, tmp_path):
     assert read_config(saved) == cfg
 
 
-@pytest.mark.parametrize("model", [OneHotMLPSpec(hidden_dim=64, depth=3)], ids=["onehot_mlp"])
+@pytest.mark.parametrize("model", [OneHotMLPSpec(hidden_dim=64, depth=3), TransformerSpec(1, 16, 2, 32, False)],
+                         ids=["onehot_mlp", "transformer"])
 def test_model_spec_round_trips_through_the_config_schema(model):
     cfg = small(model=model, problem=PROBLEM)
     back = read_config(json.loads(json.dumps({"schema": 2, "sweep": cfg.to_dict(), "task": {}, "environment": {}})))
     assert back == cfg and type(back.model) is type(model) and MODELS[model.kind] is type(model)
+
+
+def transformer_params(spec, seeds):
+    model = spec.build(DATA)
+    return model, jax.jit(jax.vmap(model.init))(jax.random.split(jax.random.PRNGKey(3), seeds))
+
+
+def test_transformer_shapes_match_a_hand_count():
+    d, h, m, v = 16, 4, 24, P + 2  # width, heads, MLP width, vocabulary with op and "="
+    model, _ = transformer_params(TransformerSpec(2, d, h, m, True), 1)
+    params = jax.eval_shape(model.init, jax.random.PRNGKey(0))
+    layer = {"w_q": (d, h, d // h), "w_k": (d, h, d // h), "w_v": (d, h, d // h), "w_o": (h, d // h, d),
+             "w_in": (d, m), "w_out": (m, d)}
+    ln = {"scale": (d,), "bias": (d,)}
+    assert jax.tree.map(lambda x: x.shape, params) == {
+        "embed": (v, d), "pos_embed": (4, d), "w_unembed": (d, P),
+        **{f"{k}_{i}": s for i in range(2) for k, s in layer.items()},
+        **{f"{k}_{i}": ln for i in range(2) for k in ("ln_attn", "ln_mlp")}}
+    assert n_params(model) == v * d + 4 * d + d * P + 2 * (4 * d * d + 2 * d * m + 4 * d)
+    flags = weights_only(params)
+    assert not any(jax.tree.leaves(flags["ln_mlp_1"])) and flags["w_q_0"] and flags["embed"]
+    nanda = TransformerSpec(n_layers=1, layer_norm=False).build(ModularProblem(p=113).build())
+    assert n_params(nanda) == 115 * 128 + 4 * 128 + 4 * 128 * 128 + 2 * 128 * 512 + 128 * 113
+    power = TransformerSpec().build(DATA)  # 2 layers, width 128, 4 heads, d_mlp 4 x 128, LayerNorm
+    assert n_params(power) == v * 128 + 4 * 128 + 128 * P + 2 * (4 * 128 * 128 + 2 * 128 * 512 + 4 * 128)
+
+
+def test_transformer_init_is_pytorch_embedding_and_linear():
+    model, p = transformer_params(TransformerSpec(1, 32, 4, 64, True), 40)
+    for name in ("embed", "pos_embed"):  # nn.Embedding: N(0, 1)
+        assert abs(float(p[name].mean())) < 0.03 and abs(float(p[name].std()) - 1) < 0.03, name
+    for name, fan_in in (("w_q_0", 32), ("w_o_0", 32), ("w_in_0", 32), ("w_out_0", 64), ("w_unembed", 32)):
+        w, bound = np.asarray(p[name]), 1 / np.sqrt(fan_in)  # nn.Linear: U(±1/sqrt(fan_in))
+        assert np.abs(w).max() <= bound and np.abs(w).max() > 0.99 * bound, name
+        assert abs(w.var() / (bound**2 / 3) - 1) < 0.06, name
+    assert np.all(p["ln_attn_0"]["scale"] == 1) and np.all(p["ln_attn_0"]["bias"] == 0)
+    assert not np.allclose(p["w_q_0"][0], p["w_k_0"][0])
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_transformer_is_causal_and_predicts_at_the_last_position(layer_norm):
+    module = Transformer(P, P, 2, 16, 4, 32, layer_norm)
+    a, b = (jnp.asarray(c) for c in DATA.columns())
+    params = module.init(jax.random.PRNGKey(4), a[:1], b[:1])["params"]
+    seq = jnp.stack([a, jnp.full_like(a, P), b, jnp.full_like(a, P + 1)], axis=1)
+    logits = jax.jit(lambda s: module.apply({"params": params}, s, method=Transformer.sequence_logits))
+    every = logits(seq)
+    assert every.shape == (len(a), 4, P)
+    np.testing.assert_allclose(module.apply({"params": params}, a, b), every[:, -1], rtol=1e-5, atol=1e-5)
+    for pos in range(1, 4):  # another token at `pos` leaves every earlier position as it was, and changes `pos`
+        other = logits(seq.at[:, pos].set((seq[:, pos] + 1) % P))
+        np.testing.assert_array_equal(other[:, :pos], every[:, :pos])
+        assert not np.allclose(other[:, pos], every[:, pos])
+
+
+def test_transformer_seeds_do_not_interact_in_a_vmapped_batch():
+    model, params = transformer_params(TransformerSpec(2, 16, 4, 32, True), 3)
+    inputs = tuple(jnp.asarray(c) for c in DATA.columns())
+    apply = jax.jit(jax.vmap(model.apply, in_axes=(0, None)))
+    together = apply(params, inputs)
+    for i in range(3):
+        alone = jax.tree.map(lambda x: jnp.stack([x[i]] * 3), params)  # seed i thrice: the same batch shape
+        np.testing.assert_array_equal(apply(alone, inputs)[0], together[i])
+        single = model.apply(jax.tree.map(lambda x: x[i], params), inputs)
+        np.testing.assert_allclose(single, together[i], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(together[0], together[1])

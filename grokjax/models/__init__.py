@@ -5,8 +5,9 @@ from grokjax.models.linear import LinearSpec
 from grokjax.models.mlp2 import MLP2Spec
 from grokjax.models.mlp3 import MLP3Spec
 from grokjax.models.onehot_mlp import OneHotMLPSpec
+from grokjax.models.transformer import TransformerSpec
 
-MODELS = {cls.kind: cls for cls in (MLP2Spec, MLP3Spec, LinearSpec, OneHotMLPSpec)}
+MODELS = {cls.kind: cls for cls in (MLP2Spec, MLP3Spec, LinearSpec, OneHotMLPSpec, TransformerSpec)}
 
-__all__ = ["MODELS", "Model", "MLP2Spec", "MLP3Spec", "LinearSpec", "OneHotMLPSpec", "n_params", "weight_norm",
-           "weights_only"]
+__all__ = ["MODELS", "Model", "MLP2Spec", "MLP3Spec", "LinearSpec", "OneHotMLPSpec", "TransformerSpec", "n_params",
+           "weight_norm", "weights_only"]
