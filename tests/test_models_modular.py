@@ -122,7 +122,8 @@ def test_transformer_is_causal_and_predicts_at_the_last_position(layer_norm):
     logits = jax.jit(lambda s: module.apply({"params": params}, s, method=Transformer.sequence_logits))
     every = logits(seq)
     assert every.shape == (len(a), 4, P)
-    np.testing.assert_allclose(module.apply({"params": params}, a, b), every[:, -1], rtol=1e-5, atol=1e-5)
+    last = jax.jit(lambda x, y: module.apply({"params": params}, x, y))(a, b)
+    np.testing.assert_allclose(last, every[:, -1], rtol=1e-5, atol=1e-5)
     for pos in range(1, 4):  # another token at `pos` leaves every earlier position as it was, and changes `pos`
         other = logits(seq.at[:, pos].set((seq[:, pos] + 1) % P))
         np.testing.assert_array_equal(other[:, :pos], every[:, :pos])
@@ -137,6 +138,6 @@ def test_transformer_seeds_do_not_interact_in_a_vmapped_batch():
     for i in range(3):
         alone = jax.tree.map(lambda x: jnp.stack([x[i]] * 3), params)  # seed i thrice: the same batch shape
         np.testing.assert_array_equal(apply(alone, inputs)[0], together[i])
-        single = model.apply(jax.tree.map(lambda x: x[i], params), inputs)
+        single = jax.jit(model.apply)(jax.tree.map(lambda x: x[i], params), inputs)
         np.testing.assert_allclose(single, together[i], rtol=1e-5, atol=1e-5)
     assert not np.allclose(together[0], together[1])
