@@ -119,9 +119,11 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
     g.add_argument("--momentum", type=float, default=o.momentum, help="SGD momentum (default: %(default)s)")
     g.add_argument("--filter", choices=FILTERS, default=o.filter,
                    help="Grokfast gradient filter in front of the optimizer (default: %(default)s)")
-    g.add_argument("--filter-alpha", type=float, default=o.filter_alpha, help="Grokfast-EMA alpha (default: %(default)s)")
+    g.add_argument("--filter-alpha", type=float, default=o.filter_alpha,
+                   help="Grokfast-EMA alpha (default: %(default)s)")
     g.add_argument("--filter-lambda", type=float, default=o.filter_lambda, help="Grokfast lambda (default: %(default)s)")
-    g.add_argument("--filter-window", type=int, default=o.filter_window, help="Grokfast-MA window (default: %(default)s)")
+    g.add_argument("--filter-window", type=int, default=o.filter_window,
+                   help="Grokfast-MA window (default: %(default)s)")
     g.add_argument("--ortho", action="store_true", help="the orthogonal gradient (⊥Grad) in front of the optimizer")
     g.add_argument("--loss", choices=tuple(LOSSES), default=SweepConfig.loss,
                    help="training loss; stablemax64 needs JAX_ENABLE_X64=1 (default: %(default)s)")
@@ -195,8 +197,8 @@ def config_options(c) -> dict:
     """The `add_config_options` option values (as argparse defaults) that rebuild the config `c`."""
     if c.problem.kind not in ("groups", "modular"):
         raise UserError(f"This script's options describe group and modular problems, and the sweep is of a "
-                        f"{c.problem.kind!r} problem: resume it from Python with run_sweep(read_sweep_config(DIR), DIR, "
-                        f"resume=True).")
+                        f"{c.problem.kind!r} problem: resume it from Python with "
+                        f"run_sweep(read_sweep_config(DIR), DIR, resume=True).")
     p, m, o, s = c.problem, c.model, c.optimizer, c.schedule
     steps = s.unit == "steps"
     if p.kind == "modular":

@@ -1,11 +1,12 @@
 """Figures, one module per kind of results, each drawn from saved arrays alone (never jax, never training).
 
-`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, else a sweep (with its analyses).
+`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, else a sweep (with its analyses).
 """
 
 import contextlib
 import sys
 
+from grokjax.figures.challenge import draw_challenge, is_challenge_results
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.measures import measures_correlation_lines
@@ -29,6 +30,8 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
             return draw_jacobian(results_dir, out_dir), []
         if is_transplant_results(results_dir):
             return draw_transplant(results_dir, out_dir), []
+        if is_challenge_results(results_dir):
+            return draw_challenge(results_dir, out_dir), []
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
