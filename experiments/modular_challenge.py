@@ -23,6 +23,7 @@ import argparse
 import time
 
 from grokjax.cli import run_cli
+from grokjax.problems.modular import SPLITS, ModularProblem
 from grokjax.run import runner
 from grokjax.run.challenge import (GROKFAST_METHODS, GROKFAST_PUBLISHED, METHODS, base_config, grokfast_config,
                                    run_challenge)
@@ -34,9 +35,9 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help=f"some of {', '.join(METHODS)}, or of {', '.join(GROKFAST_METHODS)} with --preset grokfast "
                         f"(default: all)")
-    p.add_argument("--p", type=int, default=97, help="modulus (default: 97)")
-    p.add_argument("--op", default="+", help="+ - * / or a polynomial in x and y (default: +)")
-    p.add_argument("--split", choices=("thread", "random"), default="thread",
+    p.add_argument("--p", type=int, default=ModularProblem.p, help="modulus (default: %(default)s)")
+    p.add_argument("--op", default=ModularProblem.op, help="+ - * / or a polynomial in x and y (default: %(default)s)")
+    p.add_argument("--split", choices=SPLITS, default="thread",
                    help="the challenge generator's split, or a random half (default: thread)")
     p.add_argument("--steps", type=int, default=None,
                    help="budget: optimizer steps per run (default: 3000 full-batch steps; 50000 with --preset)")

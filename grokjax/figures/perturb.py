@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from scipy.stats import binomtest
 
-from grokjax.analysis.outcomes import category_names
+from grokjax.analysis.outcomes import category_names, outcome_counts, proportion
 from grokjax.figures.common import outcome_colours, seed_outcomes
 from grokjax.run.results import read_npz
 
@@ -26,17 +25,14 @@ def perturbation_files(root: Path) -> list[Path]:
 
 def _fractions(grokked: np.ndarray, ok: np.ndarray, group_names) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(outcomes, points) fraction, low and high of copies (last axis) with each outcome, over finite copies."""
-    names = category_names(group_names)
-    frac, low, high = (np.full((len(names), len(ok)), np.nan) for _ in range(3))
+    frac, low, high = (np.full((len(category_names(group_names)), len(ok)), np.nan) for _ in range(3))
     for p in range(len(ok)):
         n = int(ok[p].sum())
         if not n:
             continue
-        labels = seed_outcomes(grokked[p][ok[p]], group_names)
-        for o, name in enumerate(names):
-            k = int(np.sum(labels == name))
-            ci = binomtest(k, n).proportion_ci(method="wilson")
-            frac[o, p], low[o, p], high[o, p] = k / n, ci.low, ci.high
+        for o, k in enumerate(outcome_counts(grokked[p][ok[p]])):
+            ci = proportion(int(k), n)
+            frac[o, p], low[o, p], high[o, p] = ci["fraction"], ci["ci_low"], ci["ci_high"]
     return frac, low, high
 
 

@@ -21,7 +21,7 @@ from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
 from grokjax.run.specs import SweepConfig
 from grokjax.run.states import continue_runs, load_states
-from grokjax.run.sweep import run_inputs, run_sweep, with_call_width
+from grokjax.run.sweep import diverged_runs, flat_outputs, run_inputs, run_sweep, with_call_width
 
 
 def source_config(cfg: SweepConfig, group: int, fraction: float, epochs: int) -> SweepConfig:
@@ -57,8 +57,9 @@ def run_transplant(cfg: SweepConfig, out, epochs_before: int, source_fraction: f
         root = out / f"source_{g}"
         print(f"phase 1: {cfg.n_runs} runs on {source_fraction:g} of {name}'s table for {epochs_before} epochs "
               f"-> {root}")
-        run_sweep(src_cfg, root, resume=(root / "config.json").is_file(), overwrite=overwrite and
-                  not (root / "config.json").is_file(), progress=progress, workers=workers, cache_dir=cache_dir)
+        started = (root / "config.json").is_file()
+        run_sweep(src_cfg, root, resume=started, overwrite=overwrite and not started, progress=progress,
+                  workers=workers, cache_dir=cache_dir)
         states = load_states(root, src_cfg)
         before = read_npz(root / "traces.npz", ("group_acc",))["group_acc"][:, -1, g]
         after_cfg = dataclasses.replace(cfg, seeds_per_call=src_cfg.seeds_per_call)
@@ -66,8 +67,7 @@ def run_transplant(cfg: SweepConfig, out, epochs_before: int, source_fraction: f
               f"epochs, optimizer {'carried over' if carry_optimizer else 'fresh'}")
         final, trace = continue_runs(after_cfg, states, run_inputs(src_cfg)[1], cfg.schedule.n_logs,
                                      fresh_optimizer=not carry_optimizer, workers=workers, cache_dir=cache_dir)
-        finite = np.isfinite(trace.train_loss).all(1) & np.all(
-            [np.isfinite(x).reshape(len(x), -1).all(1) for x in jax.tree.leaves(final.params)], 0)
+        finite = ~diverged_runs(flat_outputs((final, trace, None)))  # the sweep's own definition of diverged
         fates = classify(before, trace.group_acc[..., g], trace.train_acc, cfg.grok_threshold, finite)
         counts[name] = fate_counts(fates)
         arrays.update({f"{g}/group_acc": trace.group_acc, f"{g}/train_acc": trace.train_acc,
