@@ -5,8 +5,9 @@ leaderboard of steps to grok with error bars.
     python experiments/modular_challenge.py --methods baseline weight_decay --n-seeds 16 --steps 1000
     python experiments/modular_challenge.py --preset grokfast --n-seeds 8 --steps 50000   # the Grokfast headline
 
-Methods (grokjax.run.challenge.METHODS) over the base config (AdamW lr 1e-3, betas 0.9/0.98, no weight decay; the
-StableMax paper's one-hot MLP, 2 x 200, no biases; full batch on x op y mod p with the challenge generator's split):
+Methods (grokjax.run.challenge.METHODS) over the base config (AdamW lr 3e-3, betas 0.9/0.98, no weight decay; the
+StableMax paper's one-hot MLP, 2 x 200, no biases; batches of min(512, half the training set) on x op y mod p with
+the challenge generator's split):
 baseline; weight_decay (decoupled, 0.1 and 1.0); grokfast_ema (alpha 0.98, lambda 2 and 5); grokfast_ma (window 100,
 lambda 5); stablemax (the loss); orthograd. Each setting is a resumable sweep in OUT/<method>/<k>. Per method, the
 best setting's fraction of runs reaching 95% validation accuracy within the budget (Wilson 95% interval), its median
@@ -40,8 +41,9 @@ def main(argv=None):
     p.add_argument("--split", choices=SPLITS, default="thread",
                    help="the challenge generator's split, or a random half (default: thread)")
     p.add_argument("--steps", type=int, default=None,
-                   help="budget: optimizer steps per run (default: 3000 full-batch steps; 50000 with --preset)")
-    p.add_argument("--log-every", type=int, default=10, help="steps between validation accuracies (default: 10)")
+                   help="budget: optimizer steps per run (default: 3000; 50000 with --preset)")
+    p.add_argument("--log-every", type=int, default=None,
+                   help="steps between validation accuracies (default: 50; 10 with --preset)")
     p.add_argument("--n-seeds", type=int, default=64, help="seeds per setting (default: 64)")
     p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
     p.add_argument("--out", default=None, help="output directory (default: results/challenge-YYYYmmdd-HHMMSS)")
@@ -50,10 +52,10 @@ def main(argv=None):
     p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
     a = p.parse_args(argv)
     if a.preset:
-        base, table, published = grokfast_config(a.n_seeds, a.steps or 50000, a.log_every, a.p), GROKFAST_METHODS, \
+        base, table, published = grokfast_config(a.n_seeds, a.steps or 50000, a.log_every or 10, a.p), GROKFAST_METHODS, \
             GROKFAST_PUBLISHED
     else:
-        base, table, published = base_config(a.p, a.op, a.split, a.steps or 3000, a.log_every, a.n_seeds), METHODS, None
+        base, table, published = base_config(a.p, a.op, a.split, a.steps or 3000, a.log_every or 50, a.n_seeds), METHODS, None
     run_challenge(base, a.out or time.strftime("results/challenge-%Y%m%d-%H%M%S"), tuple(a.methods or table),
                   a.workers, a.overwrite, not a.no_progress, None if a.no_compile_cache else runner.default_cache_dir(),
                   table=table, published=published)

@@ -14,7 +14,8 @@ import argparse
 import time
 
 from grokjax.analysis.outcomes import CI_METHODS
-from grokjax.cli import PRESETS, add_config_options, apply_preset, config_from_args, config_options, run_cli
+from grokjax.cli import (PRESETS, add_config_options, apply_preset, config_from_args, config_options, grid_options,
+                         run_cli)
 from grokjax.errors import UserError
 from grokjax.run.runner import default_cache_dir, start_distributed
 from grokjax.run.specs import SweepConfig
@@ -77,8 +78,7 @@ def parse_args(argv=None):
 def main(argv=None):
     a = parse_args(argv)
     cfg = config_from_args(a, seed=a.seed, n_seeds=a.n_seeds, grok_threshold=a.grok_threshold, ci_method=a.ci,
-                           seeds_per_call=a.seeds_per_call, lr_grid=tuple(a.lr) if len(a.lr) > 1 else (),
-                           weight_decay_grid=tuple(a.weight_decay) if len(a.weight_decay) > 1 else ())
+                           seeds_per_call=a.seeds_per_call, **grid_options(a))
     if a.distributed or a.coordinator:
         start_distributed(a.coordinator, a.num_processes, a.process_id)
     if a.out is None and (a.distributed or a.coordinator):

@@ -59,8 +59,8 @@ def apply_preset(p: argparse.ArgumentParser, argv) -> None:
 def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,
                        schedule: bool = True) -> None:
     """The options of a run: problem (groups or modular), model, optimizer (and accelerators, loss), schedule. With
-    `grid`, --lr and --weight-decay
-    take several values (a grid swept with the seeds); `weight_decay` overrides the optimizer's default; without
+    `grid`, --lr, --weight-decay, --filter-alpha and --filter-lambda take several values (a grid swept with the
+    seeds, `grid_options`); `weight_decay` overrides the optimizer's default; without
     `schedule` the script sets the schedule itself (no --epochs, --batch-size, ...)."""
     from grokjax.models import MODELS
     from grokjax.optim import OPTIMIZERS, OptimizerSpec
@@ -119,9 +119,11 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
     g.add_argument("--momentum", type=float, default=o.momentum, help="SGD momentum (default: %(default)s)")
     g.add_argument("--filter", choices=FILTERS, default=o.filter,
                    help="Grokfast gradient filter in front of the optimizer (default: %(default)s)")
-    g.add_argument("--filter-alpha", type=float, default=o.filter_alpha,
-                   help="Grokfast-EMA alpha (default: %(default)s)")
-    g.add_argument("--filter-lambda", type=float, default=o.filter_lambda, help="Grokfast lambda (default: %(default)s)")
+    crossed = "; several values sweep a grid, crossed with the others" if grid else ""
+    g.add_argument("--filter-alpha", default=[o.filter_alpha] if grid else o.filter_alpha, metavar="ALPHA", **many,
+                   help=f"Grokfast-EMA alpha{crossed} (default: %(default)s)")
+    g.add_argument("--filter-lambda", default=[o.filter_lambda] if grid else o.filter_lambda, metavar="LAMBDA",
+                   **many, help=f"Grokfast lambda{crossed} (default: %(default)s)")
     g.add_argument("--filter-window", type=int, default=o.filter_window,
                    help="Grokfast-MA window (default: %(default)s)")
     g.add_argument("--ortho", action="store_true", help="the orthogonal gradient (⊥Grad) in front of the optimizer")
@@ -175,7 +177,8 @@ def config_from_args(a, schedule=None, **run):
     from grokjax.run.specs import SweepConfig
     from grokjax.train import Schedule
 
-    lr, wd = (a.lr[0], a.weight_decay[0]) if isinstance(a.lr, list) else (a.lr, a.weight_decay)
+    first = lambda v: v[0] if isinstance(v, list) else v
+    lr, wd, alpha, lam = first(a.lr), first(a.weight_decay), first(a.filter_alpha), first(a.filter_lambda)
     model = model_from_args(MODELS[a.model], a)
     if schedule is None:
         steps = a.steps is not None
@@ -187,10 +190,17 @@ def config_from_args(a, schedule=None, **run):
     else:
         fraction = GroupsProblem.fraction if a.fraction is None else a.fraction
         problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed)
-    optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, a.filter_alpha,
-                              a.filter_lambda, a.filter_window, a.ortho)
+    optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, alpha, lam,
+                              a.filter_window, a.ortho)
     return SweepConfig(problem=problem, model=model, optimizer=optimizer, schedule=schedule,
                        matmul_precision=a.matmul_precision, loss=a.loss, **run)
+
+
+def grid_options(a) -> dict:
+    """The SweepConfig grid fields of parsed grid options: an option given several values is a grid axis."""
+    from grokjax.run.specs import GRID_AXES
+
+    return {f"{name}_grid": tuple(getattr(a, name)) for name in GRID_AXES if len(getattr(a, name)) > 1}
 
 
 def config_options(c) -> dict:
@@ -211,7 +221,8 @@ def config_options(c) -> dict:
         hidden_dim=getattr(m, "hidden_dim", None), no_unembed_bias=not getattr(m, "unembed_bias", getattr(m, "bias", True)),
         optimizer=o.kind, lr=list(c.lr_grid or [o.lr]), beta1=o.beta1, beta2=o.beta2, eps=o.eps,
         weight_decay=list(c.weight_decay_grid or [o.weight_decay]), momentum=o.momentum, filter=o.filter,
-        filter_alpha=o.filter_alpha, filter_lambda=o.filter_lambda, filter_window=o.filter_window, ortho=o.ortho,
+        filter_alpha=list(c.filter_alpha_grid or [o.filter_alpha]),
+        filter_lambda=list(c.filter_lambda_grid or [o.filter_lambda]), filter_window=o.filter_window, ortho=o.ortho,
         loss=c.loss,
         epochs=None if steps else s.length, steps=s.length if steps else None, batch_size=s.batch_size,
         warmup_steps=s.warmup_steps, log_every=s.log_every, keep_every=s.keep_every,

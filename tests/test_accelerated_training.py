@@ -31,16 +31,29 @@ def test_a_filter_with_lambda_zero_trains_like_the_optimizer_alone():
         np.testing.assert_allclose(got_trace.train_loss, trace.train_loss, rtol=1e-5)
 
 
-def test_a_lambda_grid_is_one_program_and_each_run_matches_its_own_config():
+def test_a_filter_grid_is_one_program_and_each_run_matches_its_own_config():
     cfg = small(epochs=10, log_every=5, n_seeds=2, kind="adam")
-    cfg = dataclasses.replace(cfg, optimizer=OptimizerSpec(filter="ema", filter_lambda=2.0, ortho=True))
+    cfg = dataclasses.replace(cfg, optimizer=OptimizerSpec(filter="ema", ortho=True), filter_alpha_grid=(0.9, 0.98),
+                              filter_lambda_grid=(2.0, 5.0))
     keys, hp = run_inputs(cfg)
-    assert set(hp) == {"lr", "weight_decay", "filter_alpha", "filter_lambda"} and hp["filter_lambda"].shape == (2,)
-    grid = {**hp, "filter_lambda": np.array([2.0, 5.0], np.float32)}
-    both, _ = train(cfg, grid)
-    alone, _ = train(dataclasses.replace(cfg, optimizer=dataclasses.replace(cfg.optimizer, filter_lambda=5.0)))
-    np.testing.assert_allclose(both["w_unembed"][1], alone["w_unembed"][1], rtol=1e-5, atol=1e-6)
-    assert not np.allclose(both["w_unembed"][0], alone["w_unembed"][0])
+    assert cfg.n_runs == 8 and set(hp) == {"lr", "weight_decay", "filter_alpha", "filter_lambda"}
+    np.testing.assert_array_equal(hp["filter_alpha"], np.float32([0.9] * 4 + [0.98] * 4))  # alpha varies slowest
+    np.testing.assert_array_equal(hp["filter_lambda"], np.float32([2, 2, 5, 5] * 2))
+    both, _ = train(cfg)
+    point = dataclasses.replace(cfg.optimizer, filter_alpha=0.98, filter_lambda=5.0)
+    alone, _ = train(dataclasses.replace(cfg, optimizer=point, filter_alpha_grid=(), filter_lambda_grid=()))
+    np.testing.assert_allclose(both["w_unembed"][6:], alone["w_unembed"], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(both["w_unembed"][4:6], alone["w_unembed"])
+
+
+def test_filter_grids_need_their_filter():
+    cfg = small(epochs=10, log_every=5, n_seeds=2)
+    with pytest.raises(UserError, match="needs a gradient filter"):
+        dataclasses.replace(cfg, filter_lambda_grid=(1.0, 2.0))
+    with pytest.raises(UserError, match="Only the EMA filter"):
+        dataclasses.replace(cfg, optimizer=OptimizerSpec(filter="ma"), filter_alpha_grid=(0.9, 0.98))
+    with pytest.raises(UserError, match="alpha must lie"):
+        dataclasses.replace(cfg, optimizer=OptimizerSpec(filter="ema"), filter_alpha_grid=(0.9, 1.5))
 
 
 def test_stablemax_trains_and_its_float64_form_needs_x64():

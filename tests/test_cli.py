@@ -326,15 +326,15 @@ def test_presets_are_the_published_sweeps_and_the_command_line_wins(capsys):
 
 
 def test_modular_problems_accelerators_and_losses_from_the_command_line_and_back(capsys, tmp_path):
-    from grokjax.cli import config_from_args, config_options
+    from grokjax.cli import config_from_args, config_options, grid_options
     from grokjax.problems import ModularProblem
 
     argv = ["--problem", "modular", "--p", "7", "--op", "x*y", "--split", "thread", "--filter", "ma",
-            "--filter-window", "3", "--filter-lambda", "5", "--ortho", "--loss", "stablemax", "--optimizer", "adamw"]
+            "--filter-window", "3", "--filter-lambda", "5", "2", "--ortho", "--loss", "stablemax", "--optimizer", "adamw"]
     a = experiment.parse_args(argv)
-    cfg = config_from_args(a, seed=0, n_seeds=2)
+    cfg = config_from_args(a, seed=0, n_seeds=2, **grid_options(a))
     assert cfg.problem == ModularProblem(7, "x*y", 0.5, "thread", 0)
-    assert (cfg.optimizer.filter, cfg.optimizer.filter_window, cfg.optimizer.filter_lambda) == ("ma", 3, 5.0)
+    assert (cfg.optimizer.filter, cfg.optimizer.filter_window, cfg.filter_lambda_grid) == ("ma", 3, (5.0, 2.0))
     assert cfg.optimizer.ortho and cfg.loss == "stablemax" and cfg.optimizer.kind == "adamw"
     for c in (cfg, config_from_args(experiment.parse_args([]), seed=0, n_seeds=2)):  # what --resume rebuilds
         parser = experiment.argparse.ArgumentParser()
@@ -342,7 +342,8 @@ def test_modular_problems_accelerators_and_losses_from_the_command_line_and_back
 
         add_config_options(parser)
         parser.set_defaults(**config_options(c))
-        assert config_from_args(parser.parse_args([]), seed=0, n_seeds=2) == c
+        back = parser.parse_args([])
+        assert config_from_args(back, seed=0, n_seeds=2, **grid_options(back)) == c
     code, out, err = run_main(experiment.main, argv[:8] + ["--epochs", "20", "--log-every", "10", "--n-seeds", "2",
                                                            "--out", str(tmp_path / "m"), "--no-progress",
                                                            "--no-compile-cache", "--workers", "1"], capsys)

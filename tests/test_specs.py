@@ -3,6 +3,7 @@ schema-1 config written by the code before the refactor (a literal copy of its `
 numbers in schema 2, also from a results directory; a bad schema, model kind or field is one sentence naming it.
 """
 
+import dataclasses
 import json
 
 import pytest
@@ -48,9 +49,11 @@ def saved(sweep: dict, **top) -> dict:
     small(model=MLP2Spec(8, 16, False)),
     small(model=MLP3Spec(8, 64), lr_grid=(1e-2, 3e-3), weight_decay_grid=(0.0, 1e-3), n_seeds=5),
     small(model=LinearSpec(bias=False), kind="adamw", matmul_precision="default"),
+    dataclasses.replace(small(), optimizer=OptimizerSpec(filter="ema"), filter_alpha_grid=(0.9, 0.98),
+                        filter_lambda_grid=(2.0, 5.0)),
     SweepConfig(problem=GroupsProblem(S3_VS_A3Z2, "iid", 0.5, (), 1, 9), model=MLP3Spec(),
                 schedule=Schedule(length=12, log_every=4, keep_every=4, batch_size=5, unit="steps", warmup_steps=3)),
-], ids=["mlp2", "mlp3-grid", "linear", "minibatch-steps"])
+], ids=["mlp2", "mlp3-grid", "linear", "grokfast-grid", "minibatch-steps"])
 def test_schema_2_round_trips_through_json(cfg):
     back = read_config(saved(cfg.to_dict()))
     assert back == cfg and type(back.model) is type(cfg.model)

@@ -106,6 +106,26 @@ def test_grid_runs_equal_plain_sweeps_at_each_grid_point(tmp_path):
     assert len(figures) == 3 and all(f.read_bytes().startswith(b"\x89PNG") for f in figures)
 
 
+def test_a_grokfast_grid_point_is_bit_identical_to_its_plain_sweep(tmp_path):
+    from grokjax.optim import OptimizerSpec
+
+    grid = dataclasses.replace(tiny(2, epochs=10), optimizer=OptimizerSpec(filter="ema"), filter_alpha_grid=(0.9, 0.98),
+                               filter_lambda_grid=(2.0, 5.0))
+    run_sweep(grid, tmp_path / "grid", workers=1, **QUIET)
+    seeds = read_arrays(tmp_path / "grid" / "seeds.npz")
+    np.testing.assert_array_equal(seeds["filter_lambda"], np.float32([2, 2, 5, 5] * 2))
+    point = dataclasses.replace(grid.optimizer, filter_alpha=0.9, filter_lambda=5.0)
+    run_sweep(dataclasses.replace(grid, optimizer=point, filter_alpha_grid=(), filter_lambda_grid=()), tmp_path / "one",
+              workers=1, **QUIET)
+    mine, theirs = arrays(tmp_path / "grid", slice(2, 4)), arrays(tmp_path / "one", slice(2))
+    for key in ("seeds/seed", "seeds/grid_index"):
+        del mine[key], theirs[key]
+    assert_identical(mine, theirs)
+    outcome = json.loads((tmp_path / "grid" / "outcome.json").read_text())
+    assert [(g["filter_alpha"], g["filter_lambda"]) for g in outcome["grid"]] == [(0.9, 2.0), (0.9, 5.0), (0.98, 2.0),
+                                                                                   (0.98, 5.0)]
+
+
 def test_kept_checkpoints_match_the_trace_and_final_parameters(tmp_path):
     run_sweep(tiny(5), tmp_path / "plain", workers=1, **QUIET)
     run_sweep(tiny(5, keep_every=10), tmp_path / "kept", workers=1, **QUIET)

@@ -17,6 +17,7 @@ from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
 from grokjax.figures.variation import draw_variation
 from grokjax.run.results import load_sweep
+from grokjax.run.specs import grid_label
 
 FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
 
@@ -39,7 +40,7 @@ def outcome_fractions(sweep: dict) -> Figure:
         low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
         high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
         x = np.arange(len(rows)) + (j - (len(points) - 1) / 2) * width
-        label = f"lr {point['lr']:g}, wd {point['weight_decay']:g}" if "lr" in point else None
+        label = grid_label(point) if "lr" in point else None
         ax.bar(x, frac, width * 0.95, color=[colours[n] for n in names] if label is None else f"C{j}",
                yerr=[low, high], capsize=5 / len(points), ecolor="black", label=label)
         for xi, f, h, r in zip(x, frac, high, rows):

@@ -10,6 +10,8 @@ before problems and models were separate) are converted, and any other schema is
 """
 
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
 
 from grokjax.analysis.outcomes import CI_METHODS
@@ -23,6 +25,8 @@ from grokjax.train import Schedule
 
 SCHEMA = 2
 PRECISIONS = ("default", "high", "highest")
+GRID_AXES = ("lr", "weight_decay", "filter_alpha", "filter_lambda")
+"""The optimizer hyperparameters a sweep's grid may vary (field `<axis>_grid`), in grid order."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,8 @@ class SweepConfig(Spec):
 
     Defaults are the published run: S(4) vs A(4) x Z(2), MLP2 with D = H = 32, Adam with L2 weight decay 2e-5,
     3000 full-batch epochs. A run is a (grid point, seed) pair: run r is seed r % n_seeds at grid point
-    r // n_seeds of the learning rates x weight decays (learning rate varying slowest).
+    r // n_seeds of the learning rates x weight decays x Grokfast alphas x Grokfast lambdas (`GRID_AXES`, the
+    first varying slowest); an empty grid is the optimizer's own value. The whole grid is one compiled program.
     """
 
     problem: Spec = field(default_factory=GroupsProblem)
@@ -45,6 +50,8 @@ class SweepConfig(Spec):
     seeds_per_call: int = 0  # 0: chosen for the device by the runner
     lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: optimizer.lr)
     weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: optimizer.weight_decay)
+    filter_alpha_grid: tuple[float, ...] = ()  # Grokfast-EMA alphas swept likewise (empty: optimizer.filter_alpha)
+    filter_lambda_grid: tuple[float, ...] = ()  # Grokfast lambdas swept likewise (empty: optimizer.filter_lambda)
     matmul_precision: str = "highest"
     loss: str = "cross_entropy"  # the training loss, one of grokjax.losses.LOSSES ("stablemax64" needs jax x64)
 
@@ -65,20 +72,30 @@ class SweepConfig(Spec):
             raise UserError(f"Unknown loss '{self.loss}'; expected one of {', '.join(LOSSES)}.")
         if self.matmul_precision not in PRECISIONS:
             raise UserError(f"Unknown matmul precision '{self.matmul_precision}'; expected one of {', '.join(PRECISIONS)}.")
-        for lr, wd in zip(*self.grid_values()):
-            dataclasses.replace(self.optimizer, lr=lr, weight_decay=wd)  # validates every grid value
+        filter_grids = [a for a in ("filter_alpha", "filter_lambda") if getattr(self, f"{a}_grid")]
+        if filter_grids and self.optimizer.filter == "none":
+            raise UserError("A grid of Grokfast alphas or lambdas needs a gradient filter (--filter ema or ma).")
+        if self.filter_alpha_grid and self.optimizer.filter != "ema":
+            raise UserError("Only the EMA filter has an alpha to sweep.")
+        grid = self.grid()
+        for g in range(self.n_grid):
+            dataclasses.replace(self.optimizer, **{k: v[g] for k, v in grid.items()})  # validates every grid value
         if self.n_runs >= 2**31:
             raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
 
-    def grid_values(self) -> tuple[list[float], list[float]]:
-        """Learning rate and weight decay of every grid point, learning rate varying slowest."""
-        lrs = self.lr_grid or (self.optimizer.lr,)
-        wds = self.weight_decay_grid or (self.optimizer.weight_decay,)
-        return [lr for lr in lrs for _ in wds], [wd for _ in lrs for wd in wds]
+    def grid_axes(self) -> list[str]:
+        """The `GRID_AXES` this config's optimizer uses (a filter's only with a filter)."""
+        return [name for name in GRID_AXES if name in self.hparams()]
+
+    def grid(self) -> dict[str, list[float]]:
+        """Every grid axis's value at every grid point, the first axis varying slowest."""
+        axes = [getattr(self, f"{name}_grid") or (getattr(self.optimizer, name),) for name in self.grid_axes()]
+        points = list(itertools.product(*axes))
+        return {name: [p[i] for p in points] for i, name in enumerate(self.grid_axes())}
 
     @property
     def n_grid(self) -> int:
-        return len(self.grid_values()[0])
+        return math.prod(len(getattr(self, f"{name}_grid") or (0,)) for name in self.grid_axes())
 
     @property
     def n_runs(self) -> int:
@@ -86,7 +103,7 @@ class SweepConfig(Spec):
         return self.n_grid * self.n_seeds
 
     def hparams(self) -> dict:
-        """The swept hyperparameters at the optimizer's own values, as float32 arrays."""
+        """The optimizer's hyperparameters that reach the program as arrays, at its own values (float32)."""
         return self.optimizer.hparams()
 
     @classmethod
@@ -98,6 +115,11 @@ class SweepConfig(Spec):
         model = from_registry(MODELS, d.pop("model", None), "model")
         rest = super().from_dict(d, what)
         return dataclasses.replace(rest, problem=problem, model=model)
+
+
+def grid_label(point: dict) -> str:
+    """A grid point's hyperparameters in words, e.g. 'lr 0.001, weight decay 1' (keys of `SweepConfig.grid`)."""
+    return ", ".join(f"{k.replace('_', ' ')} {point[k]:g}" for k in GRID_AXES if k in point)
 
 
 def config_json(cfg: SweepConfig, task_summary: dict, environment: dict) -> dict:

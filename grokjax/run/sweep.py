@@ -47,7 +47,7 @@ from grokjax.problems.base import Data
 from grokjax.run import outdir, runner, storage
 from grokjax.run.outdir import Fault, check_replaceable, event, size
 from grokjax.run.results import read_config_json
-from grokjax.run.specs import SweepConfig, config_json, read_config
+from grokjax.run.specs import SweepConfig, config_json, grid_label, read_config
 from grokjax.train import make_trainer, seed_keys
 
 MAX_CHUNK_RUNS = 1024
@@ -68,10 +68,8 @@ def sweep_program(cfg: SweepConfig):
 def run_inputs(cfg: SweepConfig, runs=None) -> tuple:
     """Init keys and hyperparameters of the given runs (default all), run axis first, as numpy arrays."""
     runs = np.arange(cfg.n_runs) if runs is None else np.asarray(runs)
-    lr, wd = cfg.grid_values()
     grid, seed = np.divmod(runs, cfg.n_seeds)
-    hparams = {k: np.full(len(runs), v, np.float32) for k, v in cfg.hparams().items()}  # e.g. a filter's
-    hparams.update(lr=np.asarray(lr, np.float32)[grid], weight_decay=np.asarray(wd, np.float32)[grid])
+    hparams = {k: np.asarray(v, np.float32)[grid] for k, v in cfg.grid().items()}
     return np.asarray(seed_keys(cfg.seed, seed)), hparams
 
 
@@ -315,18 +313,18 @@ def _train_chunks(root, cfg, pending, workers, progress, log, cache_dir, prepare
 def _grid_outcomes(cfg: SweepConfig, names, counts: np.ndarray, diverged: np.ndarray) -> dict:
     """The outcome summary of each grid point ('grid' list), or the summary itself for a single point, from the
     outcome counts (grid points, outcomes) of the runs that did not diverge and the diverged runs per point."""
-    lr, wd = cfg.grid_values()
+    grid = cfg.grid()
     summaries = [summary_from_counts(counts[g], int(diverged[g]), names, method=cfg.ci_method)
                  for g in range(cfg.n_grid)]
     if cfg.n_grid == 1:
         return summaries[0]
-    return {"grid": [{"lr": a, "weight_decay": b, **s} for a, b, s in zip(lr, wd, summaries)]}
+    return {"grid": [{**{k: v[g] for k, v in grid.items()}, **s} for g, s in enumerate(summaries)]}
 
 
 def _format_outcomes(summary: dict) -> str:
     if "grid" not in summary:
         return format_summary(summary)
-    return "\n\n".join(f"lr {s['lr']:g}, weight decay {s['weight_decay']:g}\n{format_summary(s)}" for s in summary["grid"])
+    return "\n\n".join(f"{grid_label(s)}\n{format_summary(s)}" for s in summary["grid"])
 
 
 def diverged_runs(chunk: dict) -> np.ndarray:
@@ -354,10 +352,9 @@ def _seed_rows(chunk: dict, cfg: SweepConfig, n_groups: int, epochs: np.ndarray,
         fit = np.where((chunk["fit_epoch"] < 0) & (final["final_train_acc"] == 1), sched.length, chunk["fit_epoch"])
     grok_epoch = np.stack([first_epoch_at_least(epochs, traces["group_acc"][..., g], cfg.grok_threshold)
                            for g in range(n_groups)], axis=1)
-    lr, wd = cfg.grid_values()
     grid, seed = np.divmod(np.arange(start, stop), cfg.n_seeds)
-    return {"seed": seed, "grid_index": grid, "lr": np.asarray(lr, np.float32)[grid],
-            "weight_decay": np.asarray(wd, np.float32)[grid], "fit_epoch": fit, "grok_epoch": grok_epoch,
+    hparams = {k: np.asarray(v, np.float32)[grid] for k, v in cfg.grid().items()}
+    return {"seed": seed, "grid_index": grid, **hparams, "fit_epoch": fit, "grok_epoch": grok_epoch,
             "grokked": grok, "diverged": diverged_runs(chunk), **final}
 
 
