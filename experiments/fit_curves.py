@@ -1,0 +1,46 @@
+"""Error-function fits of every run of a finished sweep: jump times, sharpness and how sharp grokking is.
+
+    python experiments/fit_curves.py RESULTS_DIR        # fits.npz and fits.json beside the results
+    python experiments/figures.py RESULTS_DIR           # then also draws the sharpness figures
+
+Every accuracy curve of every run (training, the held-out set, each evaluation set's table) is fitted with
+A(t) = a erf(s (t - t*)) + b, a and b fixed so that A rises from chance (1/K for K classes) to 1 (Miller, Gleeson
+et al., "Measuring sharpness in grokking"); then, against the training curve, the relative grokking gap
+t*_test / t*_train - 1, the relative sharpness s_test / s_train and the absolute sharpness (the fitted test curve's
+largest slope). A curve that cannot be fitted says why (never reaches the midpoint, already above it at the first
+log, did not converge, R^2 below --min-r2, sharper than the logs resolve). Running again with the same settings
+does nothing; --overwrite fits again.
+"""
+
+import argparse
+
+from grokjax.analysis.erf_fit import DEFAULT_ITERATIONS, DEFAULT_MIN_R2, DEFAULT_TOL
+from grokjax.cli import run_cli
+from grokjax.run.fits import run_fits
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results_dir", help="directory of a finished sweep")
+    p.add_argument("--chance", type=float, default=None,
+                   help="chance accuracy c of every curve (default: 1/K for the problem's K classes)")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                   help="Levenberg-Marquardt iterations per curve (default: %(default)s)")
+    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2,
+                   help="a fit with a lower R^2 is reported as not fitted (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                   help="convergence: the largest cosine between the residual and a Jacobian column "
+                        "(default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="on a one-device CPU, worker processes for the compiled calls (default: %(default)s; fitting "
+                        "is fast, a worker's start is not)")
+    p.add_argument("--overwrite", action="store_true", help="replace fits saved earlier")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    run_fits(parse_args(argv))
+
+
+if __name__ == "__main__":
+    run_cli(main)
