@@ -95,8 +95,6 @@ def with_call_width(cfg: SweepConfig) -> SweepConfig:
     return dataclasses.replace(cfg, seeds_per_call=width)
 
 
-
-
 def flat_outputs(outputs) -> dict:
     """A call's (final state, trace, kept states) as the flat arrays of a chunk file."""
     state, trace, kept = outputs
