@@ -1,6 +1,7 @@
 """Figures, one module per kind of results, each drawn from saved arrays alone (never jax, never training).
 
-`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, else a sweep (with its analyses).
+`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, a sharpness
+study's (concealed parity, the linear teacher), else a sweep (with its analyses, its error-function fits included).
 """
 
 import contextlib
@@ -10,6 +11,7 @@ from grokjax.figures.challenge import draw_challenge, is_challenge_results
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.measures import measures_correlation_lines
+from grokjax.figures.sharpness import draw_sharpness, draw_sweep_sharpness, is_sharpness_results
 from grokjax.figures.sweep import draw_all
 from grokjax.figures.transplant import draw_transplant, is_transplant_results
 from grokjax.run.results import diverged_warning, load_sweep
@@ -32,8 +34,10 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
             return draw_transplant(results_dir, out_dir), []
         if is_challenge_results(results_dir):
             return draw_challenge(results_dir, out_dir), []
+        if is_sharpness_results(results_dir):
+            return draw_sharpness(results_dir, out_dir), []
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         lines = llc_correlation_lines(results_dir) + measures_correlation_lines(results_dir)
-        return draw_all(results_dir, out_dir), lines
+        return draw_all(results_dir, out_dir) + draw_sweep_sharpness(results_dir, out_dir), lines

@@ -3,7 +3,8 @@
 from grokjax.problems.base import Data
 from grokjax.problems.group_tasks import GroupsProblem
 from grokjax.problems.modular import ModularProblem
+from grokjax.problems.parity import ConcealedParityProblem
 
-PROBLEMS = {cls.kind: cls for cls in (GroupsProblem, ModularProblem)}
+PROBLEMS = {cls.kind: cls for cls in (GroupsProblem, ModularProblem, ConcealedParityProblem)}
 
-__all__ = ["Data", "GroupsProblem", "ModularProblem", "PROBLEMS"]
+__all__ = ["ConcealedParityProblem", "Data", "GroupsProblem", "ModularProblem", "PROBLEMS"]

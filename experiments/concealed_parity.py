@@ -1,0 +1,64 @@
+"""Concealed parity over the number of bits, and how sharp its grokking is (Miller, Gleeson et al., "Measuring
+sharpness in grokking"): one command trains every n, fits every run and draws the gap-sharpness figure.
+
+    python experiments/concealed_parity.py --out results/parity                 # the paper's setting, 3 seeds per n
+    python experiments/concealed_parity.py --out results/parity --n-bits 25 35 45 --seeds 5
+    python experiments/figures.py results/parity                                # draw again from the saved arrays
+
+The paper's setting is the default: the parity of k = 3 hidden bits among n = 25 ... 45 (the other bits random),
+750 training and 250 validation strings, a two-layer ReLU MLP of width 1000, SGD lr 1e-2 with weight decay 1e-2,
+batches of 32, 3000 epochs. Each n is a sweep of its own in OUT/n_<n> (run the same command again to continue after
+an interruption: finished sweeps and fits are kept); every run's training and validation accuracy is fitted with
+A(t) = a erf(s (t - t*)) + b (experiments/fit_curves.py), and OUT/sharpness.npz and .json gather the relative
+grokking gap, relative and absolute sharpness of every run with the lines through them; the figures go to
+OUT/figures.
+"""
+
+import argparse
+
+from grokjax.analysis.erf_fit import DEFAULT_ITERATIONS, DEFAULT_MIN_R2, DEFAULT_TOL
+from grokjax.cli import run_cli
+from grokjax.run.concealed_parity import PAPER, run_study
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="directory of the study (one sweep per n inside it)")
+    p.add_argument("--n-bits", type=int, nargs="+", default=list(PAPER["n_bits"]), metavar="N",
+                   help="numbers of input bits, one sweep each (default: 25 ... 45)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per n (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the inits (seed i: fold_in(seed, i))")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the bit strings (default: %(default)s)")
+    p.add_argument("--k", type=int, default=PAPER["k"], help="hidden bits (default: %(default)s)")
+    p.add_argument("--n-train", type=int, default=PAPER["n_train"], help="training strings (default: %(default)s)")
+    p.add_argument("--n-val", type=int, default=PAPER["n_val"], help="validation strings (default: %(default)s)")
+    p.add_argument("--hidden-dim", type=int, default=PAPER["hidden_dim"], help="MLP width (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=PAPER["lr"], help="SGD learning rate (default: %(default)s)")
+    p.add_argument("--weight-decay", type=float, default=PAPER["weight_decay"],
+                   help="L2 weight decay on the weights (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=PAPER["batch_size"], help="(default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=PAPER["epochs"], help="(default: %(default)s)")
+    p.add_argument("--log-every", type=int, default=10, help="epochs between metrics (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="fit iterations (default: %(default)s)")
+    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2, help="least R^2 of a fit (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="fit convergence tolerance (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="on a one-device CPU, worker processes for the training calls (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="fit again even where fits are saved")
+    p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
+    run_study(a)
+    if not a.no_figures:
+        from grokjax.figures import draw
+
+        paths, _ = draw(a.out)
+        print("\n".join(map(str, paths)))
+
+
+if __name__ == "__main__":
+    run_cli(main)

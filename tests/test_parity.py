@@ -1,0 +1,162 @@
+"""Concealed parity: labels depend on the k hidden bits only (flip a spurious bit, the label stays; flip a hidden one,
+it flips), strings are distinct and reproducible, bad specs are one sentence; the ReLU MLP against numpy; and the
+study end to end on a tiny setting: sweeps per n, fits (the CLI's refusals, and rerunning does nothing), the
+gathered collection against the sweeps' own fits, the validation accuracy against a numpy forward pass, figures
+drawn without jax."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from cli_runner import run_main
+from grokjax.errors import UserError
+from grokjax.models import ReluMLPSpec
+from grokjax.problems import PROBLEMS, ConcealedParityProblem
+from grokjax.problems.parity import parity_labels
+from grokjax.run.storage import load_params, read_arrays
+from grokjax.run.sweep import read_sweep_config
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import concealed_parity  # noqa: E402
+import fit_curves  # noqa: E402
+
+
+@pytest.mark.parametrize("n_bits", [8, 40])  # drawn exactly without replacement, and bit by bit
+def test_labels_depend_only_on_the_hidden_bits(n_bits):
+    problem = ConcealedParityProblem(n_bits=n_bits, k=3, n_train=60, n_val=40, data_seed=5)
+    data = problem.build()
+    bits = (data.inputs > 0).astype(np.uint8)
+    assert set(np.unique(data.inputs)) == {-1.0, 1.0} and data.inputs.dtype == np.float32
+    np.testing.assert_array_equal(bits, data.arrays["bits"])
+    xor = np.bitwise_xor.reduce(bits[:, :3], axis=1)  # the label, computed another way
+    np.testing.assert_array_equal(data.eval_labels[0], xor)
+    np.testing.assert_array_equal(data.train_labels, xor[:60])
+    for j in range(n_bits):
+        flipped = bits.copy()
+        flipped[:, j] ^= 1
+        same = parity_labels(flipped, 3) == parity_labels(bits, 3)
+        assert same.all() if j >= 3 else not same.any(), j
+    assert len(np.unique(bits, axis=0)) == 100  # distinct strings: no validation string is a training one
+    assert 0.3 < np.mean(xor) < 0.7
+
+
+def test_strings_are_reproducible_and_zero_one_bits_are_an_option():
+    a, b = ConcealedParityProblem(n_bits=10, n_train=30, n_val=10).build(), ConcealedParityProblem(
+        n_bits=10, n_train=30, n_val=10).build()
+    np.testing.assert_array_equal(a.inputs, b.inputs)
+    c = ConcealedParityProblem(n_bits=10, n_train=30, n_val=10, data_seed=1).build()
+    assert not np.array_equal(a.inputs, c.inputs)
+    z = ConcealedParityProblem(n_bits=10, n_train=30, n_val=10, values="01").build()
+    np.testing.assert_array_equal(z.inputs, (a.inputs + 1) / 2)
+    assert a.n_train == 30 and a.n_points == 40 and a.n_classes == 2 and PROBLEMS["parity"] is ConcealedParityProblem
+
+
+@pytest.mark.parametrize("fields, words", [({"k": 5, "n_bits": 4}, "at least 5 bits"),
+                                           ({"n_bits": 3, "n_train": 6, "n_val": 3}, "do not exist"),
+                                           ({"values": "bool"}, "Unknown bit values"),
+                                           ({"n_train": 0}, "positive integer")])
+def test_bad_specs_are_one_sentence(fields, words):
+    with pytest.raises(UserError, match=words):
+        ConcealedParityProblem(**fields)
+
+
+def test_the_relu_mlp_is_a_numpy_mlp_with_linear_init():
+    data = ConcealedParityProblem(n_bits=12, n_train=20, n_val=5).build()
+    model = ReluMLPSpec(hidden_dim=64).build(data)
+    params = jax.tree.map(np.asarray, jax.jit(model.init)(jax.random.PRNGKey(0)))
+    assert {k: v.shape for k, v in params.items()} == {"w_hidden_1": (12, 64), "b_hidden_1": (64,),
+                                                       "w_out": (64, 2), "b_out": (2,)}
+    for name, fan_in in (("w_hidden_1", 12), ("b_hidden_1", 12), ("w_out", 64), ("b_out", 64)):
+        top = np.abs(params[name]).max()
+        assert top <= 1 / np.sqrt(fan_in) and (params[name].size < 64 or top > 0.9 / np.sqrt(fan_in)), name
+    x = data.inputs.astype(np.float64)
+    expected = np.maximum(x @ params["w_hidden_1"] + params["b_hidden_1"], 0) @ params["w_out"] + params["b_out"]
+    np.testing.assert_allclose(np.asarray(model.apply(params, data.columns())), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(UserError, match="real-valued inputs"):
+        from grokjax.problems import GroupsProblem
+        ReluMLPSpec().build(GroupsProblem().build())
+
+
+TINY = ["--n-bits", "6", "7", "--seeds", "2", "--k", "2", "--n-train", "40", "--n-val", "24", "--hidden-dim", "32",
+        "--epochs", "40", "--log-every", "2", "--batch-size", "8", "--lr", "0.1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("parity") / "study"
+    concealed_parity.main(["--out", str(out), *TINY])
+    return out
+
+
+def test_the_study_trains_fits_and_gathers_every_n(study, capsys):
+    info = json.loads((study / "sharpness.json").read_text())
+    gathered = read_arrays(study / "sharpness.npz")
+    assert info["pair"] == "heldout" and [r["value"] for r in info["per_axis"]] == [6, 7]
+    np.testing.assert_array_equal(gathered["axis"], [6, 6, 7, 7])
+    for n in (6, 7):
+        root = study / f"n_{n}"
+        cfg = read_sweep_config(root)
+        assert cfg.problem == ConcealedParityProblem(n_bits=n, k=2, n_train=40, n_val=24)
+        assert cfg.model == ReluMLPSpec(hidden_dim=32) and cfg.optimizer.kind == "sgd"
+        assert cfg.schedule.batch_size == 8 and cfg.n_seeds == 2
+        fits = read_arrays(root / "fits.npz")
+        assert list(fits["curves"]) == ["train", "heldout", f"set parity of 2 in {n} bits"]
+        at = gathered["axis"] == n
+        p = list(fits["pairs"]).index("heldout")
+        np.testing.assert_array_equal(gathered["relative_gap"][at], fits["relative_gap"][:, p])
+        np.testing.assert_array_equal(gathered["t_star_test"][at], fits["t_star"][:, 1])
+        np.testing.assert_array_equal(fits["chance"], [0.5, 0.5, 0.5])
+        # the validation accuracy saved by the sweep is that of the final parameters on the strings not trained on
+        params = {k: np.asarray(v, np.float64) for k, v in load_params(root / "params").items()}
+        data = cfg.problem.build()
+        x = data.inputs[40:].astype(np.float64)
+        logits = np.maximum(x[None] @ params["w_hidden_1"] + params["b_hidden_1"][:, None], 0) @ params["w_out"]
+        predicted = np.argmax(logits + params["b_out"][:, None], -1)
+        traces = read_arrays(root / "traces.npz")
+        np.testing.assert_allclose(traces["heldout_acc"][:, -1], np.mean(predicted == data.eval_labels[0, 40:], 1),
+                                   atol=1e-6)
+    capsys.readouterr()
+    concealed_parity.main(["--out", str(study), *TINY, "--no-figures"])  # everything is there: nothing trains again
+    printed = capsys.readouterr().out
+    assert printed.count("already complete") == 2 and printed.count("already has its fits") == 2
+
+
+def test_fit_curves_refuses_bad_input_and_other_settings(study, capsys):
+    root = study / "n_6"
+    code, _, err = run_main(fit_curves.main, [str(root), "--iterations", "5"], capsys)
+    assert code == 2 and "other settings" in err and err.count("\n") == 1
+    code, _, err = run_main(fit_curves.main, [str(root), "--tol", "2"], capsys)
+    assert code == 2 and "tolerance" in err
+    code, _, err = run_main(fit_curves.main, [str(study / "nothing")], capsys)
+    assert code == 2 and "does not exist" in err
+    before = (root / "fits.npz").read_bytes()
+    code, out, _ = run_main(fit_curves.main, [str(root), "--overwrite"], capsys)
+    assert code == 0 and "fitted 6 curves" in out and (root / "fits.npz").read_bytes() == before
+
+
+def test_figures_of_the_study_and_of_a_sweep_are_drawn_without_jax(study, tmp_path, capsys):
+    """The sharpness figures import no jax (in a fresh process; the package's __init__, which imports every figure
+    module, is left out so that only these modules are checked); `experiments/figures.py` dispatches to them."""
+    check = ("import sys, types, pathlib, grokjax; pkg = types.ModuleType('grokjax.figures'); "
+             "pkg.__path__ = [str(pathlib.Path(grokjax.__file__).parent / 'figures')]; "
+             "sys.modules['grokjax.figures'] = pkg; "
+             "from grokjax.figures.sharpness import draw_sharpness, draw_sweep_sharpness; "
+             "draw_sharpness(sys.argv[1], sys.argv[3]); draw_sweep_sharpness(sys.argv[2], sys.argv[4]); "
+             "assert 'jax' not in sys.modules, 'jax was imported'")
+    outs = [tmp_path / "study", tmp_path / "sweep"]
+    done = subprocess.run([sys.executable, "-c", check, str(study), str(study / "n_7"), *map(str, outs)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    for out in outs:
+        assert {p.name for p in out.iterdir()} == {"gap_sharpness.png", "example_fits.png"}
+        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in out.iterdir())
+    import figures
+
+    code, printed, _ = run_main(figures.main, [str(study / "n_7"), "--out", str(tmp_path / "all")], capsys)
+    assert code == 0 and "gap_sharpness.png" in printed and "outcome_fractions.png" in printed
