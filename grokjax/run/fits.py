@@ -41,10 +41,10 @@ def fit_width(n: int) -> int:
 
 
 def fit_curves(t, y, chance, iterations: int = DEFAULT_ITERATIONS, min_r2: float = DEFAULT_MIN_R2,
-               tol: float = DEFAULT_TOL, width: int | None = None, workers: int = 1) -> dict:
+               tol: float = DEFAULT_TOL, width: int | None = None, workers: int = 1, timing: dict | None = None) -> dict:
     """Fit every curve of `y` (..., logs) at times `t` (logs,), `chance` broadcasting against y's leading axes:
     `erf_fit.ErfFit` fields as numpy arrays of y's leading shape, through the runner (`width` curves per call,
-    default `fit_width`; `workers` processes on a one-device CPU)."""
+    default `fit_width`; `workers` processes on a one-device CPU). `timing`, if given, gets the compile seconds."""
     y = np.asarray(y, np.float32)
     lead = y.shape[:-1]
     flat = y.reshape(-1, y.shape[-1])
@@ -52,8 +52,10 @@ def fit_curves(t, y, chance, iterations: int = DEFAULT_ITERATIONS, min_r2: float
     if not len(flat):
         return {k: np.zeros(lead) for k in ("t_star", "s", "r2", "reason")}
     program = (fit_program, (np.asarray(t, np.float32), iterations, min_r2, tol))
-    out, _ = runner.map_program(program, (flat, chance), width or fit_width(len(flat)), workers, what="curve",
-                                option="the curves per call")
+    out, compiled = runner.map_program(program, (flat, chance), width or fit_width(len(flat)), workers, what="curve",
+                                       option="the curves per call")
+    if timing is not None:
+        timing["compile_seconds"] = compiled.seconds
     return {k: np.asarray(v).reshape(lead) for k, v in out._asdict().items()}
 
 
