@@ -8,9 +8,9 @@ import pytest
 from scipy.special import erf
 
 from grokjax.analysis.erf_fit import fit_program
-from grokjax.analysis.sharpness import (ABOVE, FEW, FITTED, NEVER, TOO_SHARP, erf_curve, line_fit, line_values,
-                                        relative_measures)
-from grokjax.run.fits import fit_curves, fit_width
+from grokjax.analysis.sharpness import (ABOVE, DIVERGED, FEW, FITTED, NEVER, TOO_SHARP, erf_curve, line_fit,
+                                        line_values, relative_measures)
+from grokjax.run.fits import fit_named, fit_width
 
 T = np.arange(0, 3001, 10.0)  # 301 logs, every 10 epochs, as a 3000-epoch sweep
 NOISE = 0.02
@@ -118,14 +118,25 @@ def test_lines_and_their_slope_intervals_match_numpy():
 
 
 def test_the_runner_gives_every_curve_the_fit_of_the_compiled_program():
-    """fit_curves pads its calls (here 300 curves in calls of 128) and keeps the leading axes; each curve gets the
-    same fit as in one call of the program, and a chance per curve broadcasts."""
+    """fit_named pads its calls (here 300 curves in calls of 128) and keeps runs and curves apart: each curve gets
+    the fit of one call of the program, with its own chance; runs marked diverged are not fitted; the measures of
+    each pair are `relative_measures` of its two curves."""
     _, _, y = synthetic(300, 0.5, seed=4)
     y = y.reshape(100, 3, len(T))
-    chance = np.array([0.5, 0.5, 0.25], np.float32)[None, :]
-    out = fit_curves(T, y, chance, width=128)
-    direct = fit(y.reshape(300, -1), np.tile(chance[0], 100))
-    assert out["t_star"].shape == (100, 3) and out["reason"].dtype.kind == "i"
-    np.testing.assert_allclose(out["t_star"].ravel(), direct.t_star, rtol=1e-6)
-    np.testing.assert_allclose(out["s"].ravel(), direct.s, rtol=1e-5)
+    chance = {"a": 0.5, "b": 0.5, "c": 0.25}
+    skip = np.arange(100) < 5
+    out = fit_named(T, {k: y[:, i] for i, k in enumerate(chance)}, chance, [("b", "b", "a"), ("c", "c", "a")],
+                    skip=skip, width=128)
+    direct = fit(y.reshape(300, -1), np.tile(list(chance.values()), 100))
+    direct = {k: getattr(direct, k).reshape(100, 3) for k in ("t_star", "s", "reason")}
+    assert out["t_star"].shape == (100, 3) and list(out["curves"]) == ["a", "b", "c"]
+    np.testing.assert_allclose(out["t_star"][~skip], direct["t_star"][~skip], rtol=1e-6)
+    np.testing.assert_allclose(out["s"][~skip], direct["s"][~skip], rtol=1e-5)
+    assert np.all(out["reason"][skip] == DIVERGED) and np.isnan(out["t_star"][skip]).all()
+    ok = (direct["reason"] == FITTED) & ~skip[:, None]
+    for p, i in enumerate((1, 2)):
+        expected = relative_measures(direct["t_star"][:, 0], direct["s"][:, 0], ok[:, 0], direct["t_star"][:, i],
+                                     direct["s"][:, i], ok[:, i], list(chance.values())[i])
+        for k, v in expected.items():
+            np.testing.assert_allclose(out[k][:, p], v, rtol=1e-5)
     assert fit_width(3) == 4 and fit_width(5000) == 1024

@@ -75,20 +75,19 @@ def test_the_closed_form_student_is_the_matrix_exponential_solution(n_train, noi
 def test_eigen_losses_are_the_students_losses_and_unlearnable_directions_stay():
     """Noiseless: the eigenvalue training loss is the mean loss of the closed-form student on the training examples;
     with d_in > N the student never moves along the d_in - N directions no training input spans, so the population
-    test loss ends at ||(S_0 - T) P||^2 / d_out, P the projector on them (numpy). (In float32 the d_in - N zero
-    eigenvalues come out as rounding of about 1e-7, which decays them by e^{-2 c 1e-7 t}: 0.1% at t = 3000.)"""
+    test loss ends at ||(S_0 - T) P||^2 / d_out, P the projector on them (numpy), even after a long time."""
     t = task(init_scale=0.5)
-    draw = jax.tree.map(np.asarray, sample(KEY, t, N_MAX))
-    times = jnp.asarray([0.0, 1.0, 10.0, 3e3])
-    students = np.asarray(closed_form_student(draw, jnp.asarray(mask(16)), t, times))
-    train, test = (np.asarray(x) for x in eigen_losses(draw, jnp.asarray(mask(16)), t, times))
+    draw = jax.tree.map(np.asarray, jax.jit(lambda k: sample(k, t, N_MAX))(KEY))
+    times = jnp.asarray([0.0, 1.0, 10.0, 1e6])
+    both = jax.jit(lambda d, m: (closed_form_student(d, m, t, times), eigen_losses(d, m, t, times)))
+    students, (train, test) = jax.tree.map(np.asarray, both(draw, jnp.asarray(mask(16))))
     direct = [np.mean(np.asarray(example_losses(s, draw["x"][:16], draw["y"][:16]))) for s in students]
     np.testing.assert_allclose(train[:3], direct[:3], rtol=1e-3)
     x = draw["x"][:16].astype(np.float64)
     null = np.eye(20) - np.linalg.pinv(x) @ x
     d0 = (draw["s0"] - draw["teacher"]).astype(np.float64)
-    np.testing.assert_allclose(test[-1], np.sum((d0 @ null) ** 2) / t.d_out, rtol=2e-3)
-    assert train[-1] < 1e-6
+    np.testing.assert_allclose(test[-1], np.sum((d0 @ null) ** 2) / t.d_out, rtol=1e-4)
+    assert train[-1] == 0
 
 
 def test_a_runs_numbers_do_not_depend_on_the_other_runs():

@@ -140,23 +140,18 @@ def test_fit_curves_refuses_bad_input_and_other_settings(study, capsys):
     assert code == 0 and "fitted 6 curves" in out and (root / "fits.npz").read_bytes() == before
 
 
-def test_figures_of_the_study_and_of_a_sweep_are_drawn_without_jax(study, tmp_path, capsys):
-    """The sharpness figures import no jax (in a fresh process; the package's __init__, which imports every figure
-    module, is left out so that only these modules are checked); `experiments/figures.py` dispatches to them."""
+def test_figures_of_the_study_and_of_a_sweep_are_drawn_without_jax(study, tmp_path):
+    """The study's command drew its figures through experiments/figures.py's dispatch; a sweep's fits are drawn
+    too, and the sharpness figures import no jax (in a fresh process; the package's __init__, which imports every
+    figure module, is left out so that only these modules are checked)."""
+    assert {p.name for p in (study / "figures").iterdir()} == {"gap_sharpness.png", "example_fits.png"}
     check = ("import sys, types, pathlib, grokjax; pkg = types.ModuleType('grokjax.figures'); "
              "pkg.__path__ = [str(pathlib.Path(grokjax.__file__).parent / 'figures')]; "
              "sys.modules['grokjax.figures'] = pkg; "
-             "from grokjax.figures.sharpness import draw_sharpness, draw_sweep_sharpness; "
-             "draw_sharpness(sys.argv[1], sys.argv[3]); draw_sweep_sharpness(sys.argv[2], sys.argv[4]); "
+             "from grokjax.figures.sharpness import draw_sweep_sharpness; draw_sweep_sharpness(sys.argv[1], sys.argv[2]); "
              "assert 'jax' not in sys.modules, 'jax was imported'")
-    outs = [tmp_path / "study", tmp_path / "sweep"]
-    done = subprocess.run([sys.executable, "-c", check, str(study), str(study / "n_7"), *map(str, outs)],
-                          capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", check, str(study / "n_7"), str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    for out in outs:
-        assert {p.name for p in out.iterdir()} == {"gap_sharpness.png", "example_fits.png"}
-        assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in out.iterdir())
-    import figures
-
-    code, printed, _ = run_main(figures.main, [str(study / "n_7"), "--out", str(tmp_path / "all")], capsys)
-    assert code == 0 and "gap_sharpness.png" in printed and "outcome_fractions.png" in printed
+    assert {p.name for p in tmp_path.iterdir()} == {"gap_sharpness.png", "example_fits.png"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in tmp_path.iterdir())

@@ -121,6 +121,16 @@ def covariances(draw, mask):
     return xm.T @ draw["x"] / n, (draw["y"] * mask[:, None]).T @ draw["x"] / n
 
 
+def spectrum(draw, mask):
+    """Eigenvalues (ascending) and eigenvectors of Sigma, and C. With N < d_in the d_in - N smallest eigenvalues are
+    exactly zero (no training input spans those directions); eigh gives them as float32 rounding of about 1e-7 of
+    either sign, which would decay the unlearnable directions and floor the training loss, so they are set to 0."""
+    sigma, c_mat = covariances(draw, mask)
+    mu, v = jnp.linalg.eigh(sigma)
+    null = jnp.arange(len(mu)) < len(mu) - jnp.sum(mask)
+    return jnp.where(null, 0.0, jnp.maximum(mu, 0.0)), v, c_mat
+
+
 def _phi(z):
     """(1 - e^{-z}) / z, 1 at z = 0, without cancellation."""
     safe = jnp.where(z > 1e-6, z, 1.0)
@@ -129,9 +139,7 @@ def _phi(z):
 
 def closed_form_student(draw, mask, task: LinearTeacher, times):
     """S(t) of gradient flow at every time of `times` (T,) (time = lr x steps): (T, d_out, d_in)."""
-    sigma, c_mat = covariances(draw, mask)
-    mu, v = jnp.linalg.eigh(sigma)
-    mu = jnp.maximum(mu, 0.0)  # exact zeros (d_in > N) come out as rounding noise of either sign
+    mu, v, c_mat = spectrum(draw, mask)
     c = 2.0 / task.d_out
     a0, b = draw["s0"] @ v, c_mat @ v
 
@@ -145,9 +153,7 @@ def closed_form_student(draw, mask, task: LinearTeacher, times):
 def eigen_losses(draw, mask, task: LinearTeacher, times):
     """The papers' closed-form losses through the eigenvalues of Sigma (noiseless labels): (train (T,), population
     test (T,))."""
-    sigma, _ = covariances(draw, mask)
-    mu, v = jnp.linalg.eigh(sigma)
-    mu = jnp.maximum(mu, 0.0)
+    mu, v, _ = spectrum(draw, mask)
     weight = jnp.sum((draw["s0"] - draw["teacher"]) @ v * ((draw["s0"] - draw["teacher"]) @ v), axis=0) / task.d_out
     decay = jnp.exp(-2 * (2.0 / task.d_out) * mu[None, :] * jnp.asarray(times)[:, None])
     return decay @ (mu * weight), decay @ weight

@@ -190,7 +190,7 @@ def collection_lines(info: dict) -> list[str]:
         out.append(f"{row['value']:>10.6g} {row['runs']:>5} {row['both_fitted']:>6} {fmt(row['median_relative_gap']):>10} "
                    f"{fmt(row['median_relative_sharpness']):>13} {fmt(row['median_absolute_sharpness']):>13}")
     for key, line in info["lines"].items():
-        what = key.replace("relative_sharpness", "R_rel").replace("absolute_sharpness", "R_abs").replace(
-            " vs relative_gap", " against m").rsplit(",", 1)[0]
-        out.append("  " + describe_line(None if line is None else Line(**line), what))
+        what, scale = key.replace("relative_sharpness", "R_rel").replace("absolute_sharpness", "R_abs").replace(
+            " vs relative_gap", " against m").rsplit(", ", 1)
+        out.append("  " + describe_line(None if line is None else Line(**line), what if line else f"{what} ({scale})"))
     return out

@@ -35,6 +35,7 @@ def curves(arrays: dict, info: dict) -> Figure:
         ax.set_xscale("log")
         if key.endswith("loss"):
             ax.set_yscale("log")
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-12))  # below: float32 rounding of the evaluated losses
         else:
             ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("time (lr x steps)")
@@ -46,7 +47,7 @@ def curves(arrays: dict, info: dict) -> Figure:
     note = (f"; largest |simulated - closed| accuracy: train {agree['max_abs_diff_train_acc']:.3g}, test "
             f"{agree['max_abs_diff_test_acc']:.3g}" if agree else "")
     fig.suptitle(f"Linear teacher (d_in {task.get('d_in')}, d_out {task.get('d_out')}, epsilon {task.get('epsilon')}, "
-                 f"lr {task.get('lr')}), first seed: closed form solid, gradient descent dashed, eigenvalue formula "
+                 f"lr {task.get('lr')}), first seed\nclosed form solid, gradient descent dashed, eigenvalue formula "
                  f"dotted{note}", fontsize=9)
     return fig
 

@@ -80,6 +80,8 @@ def _scatter(ax, arrays: dict, measure: str, log: bool, info: dict) -> None:
     if log:
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.tick_params(which="minor", labelsize=6)  # minor labels (2x10^1, 3x10^1, ...) would otherwise overlap
+        ax.tick_params(axis="x", which="minor", labelrotation=45)
     ax.set_xlabel("relative grokking gap $m = t^*_{test} / t^*_{train} - 1$")
     ax.set_ylabel(LABELS[measure] + ("" if measure == "relative_sharpness" else f" (per {info.get('unit', 'epoch')})"),
                   fontsize=8)
@@ -126,6 +128,9 @@ def example_fits(arrays: dict, info: dict) -> Figure:
                                                        f"s {arrays[f's_{side}'][i]:.3g}")
         ax.set_title(f"{AXIS_LABELS.get(axis, axis)} {arrays['axis'][i]:.6g}: m {arrays['relative_gap'][i]:.3g}, "
                      f"R_rel {arrays['relative_sharpness'][i]:.3g}", fontsize=8)
+        positive = t[t > 0]
+        if len(positive) and t.max() / positive.min() > 1e3:  # geometric logs (the linear teacher): a log axis
+            ax.set_xscale("symlog", linthresh=float(positive.min()))
         ax.set_xlabel(info.get("unit", "epochs"), fontsize=8)
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
