@@ -86,13 +86,18 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
     g.add_argument("--split", choices=SPLITS, default=mod.split,
                    help="modular: random (a --fraction drawn with --data-seed) or thread (the grokking challenge "
                         "generator's split) (default: %(default)s)")
+    g.add_argument("--label-seed", type=int, default=mod.label_seed,
+                   help="modular: permute the table's labels with this seed (random labels; default: -1, the "
+                        "operation's)")
     g = p.add_argument_group("problem: groups on shared labels")
     g.add_argument("--groups", nargs="+", default=list(d.groups), metavar="SPEC",
                    help="group specs on shared labels, e.g. 'S(4)' 'times(A(4),Z(2))' (default: %(default)s)")
     g.add_argument("--task", choices=TASK_KINDS, default=d.task, help="training set (default: %(default)s)")
-    g.add_argument("--fraction", type=float, default=None,
+    g.add_argument("--fraction", default=None, metavar="F", **many,
                    help="fraction of the intersection (intersection_fraction) or of a table (iid), or of the modular "
-                        f"table trained on (default: {d.fraction:g} for groups, {mod.fraction:g} for modular)")
+                        "table trained on" + ("; several values sweep nested training sets, full batch, crossed with "
+                                              "the other grids" if grid else "") +
+                        f" (default: {d.fraction:g} for groups, {mod.fraction:g} for modular)")
     g.add_argument("--group-fractions", type=float, nargs="+", default=list(d.group_fractions), metavar="F",
                    help="intersection_plus: fraction of each group's own pairs added, one per group")
     g.add_argument("--iid-group", type=int, default=d.iid_group, help="iid: index of the group whose table is sampled")
@@ -179,16 +184,17 @@ def config_from_args(a, schedule=None, **run):
 
     first = lambda v: v[0] if isinstance(v, list) else v
     lr, wd, alpha, lam = first(a.lr), first(a.weight_decay), first(a.filter_alpha), first(a.filter_lambda)
+    given = first(a.fraction)
     model = model_from_args(MODELS[a.model], a)
     if schedule is None:
         steps = a.steps is not None
         schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,
                             "steps" if steps else "epochs", a.warmup_steps)
     if a.problem == "modular":
-        fraction = ModularProblem.fraction if a.fraction is None else a.fraction
-        problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed)
+        fraction = ModularProblem.fraction if given is None else given
+        problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed, a.label_seed)
     else:
-        fraction = GroupsProblem.fraction if a.fraction is None else a.fraction
+        fraction = GroupsProblem.fraction if given is None else given
         problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed)
     optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, alpha, lam,
                               a.filter_window, a.ortho)
@@ -200,7 +206,7 @@ def grid_options(a) -> dict:
     """The SweepConfig grid fields of parsed grid options: an option given several values is a grid axis."""
     from grokjax.run.specs import GRID_AXES
 
-    return {f"{name}_grid": tuple(getattr(a, name)) for name in GRID_AXES if len(getattr(a, name)) > 1}
+    return {f"{name}_grid": tuple(getattr(a, name)) for name in GRID_AXES if len(getattr(a, name) or ()) > 1}
 
 
 def config_options(c) -> dict:
@@ -212,12 +218,12 @@ def config_options(c) -> dict:
     p, m, o, s = c.problem, c.model, c.optimizer, c.schedule
     steps = s.unit == "steps"
     if p.kind == "modular":
-        problem = dict(problem="modular", p=p.p, op=p.op, split=p.split)
+        problem = dict(problem="modular", p=p.p, op=p.op, split=p.split, label_seed=p.label_seed)
     else:
         problem = dict(problem="groups", groups=list(p.groups), task=p.task, group_fractions=list(p.group_fractions),
                        iid_group=p.iid_group)
     return dict(
-        **problem, fraction=p.fraction, data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),
+        **problem, fraction=list(c.fraction_grid or [p.fraction]), data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),
         hidden_dim=getattr(m, "hidden_dim", None), no_unembed_bias=not getattr(m, "unembed_bias", getattr(m, "bias", True)),
         optimizer=o.kind, lr=list(c.lr_grid or [o.lr]), beta1=o.beta1, beta2=o.beta2, eps=o.eps,
         weight_decay=list(c.weight_decay_grid or [o.weight_decay]), momentum=o.momentum, filter=o.filter,

@@ -62,12 +62,13 @@ class OptimizerSpec(Spec):
         if self.eps < 0:
             raise UserError(f"Adam epsilon must be non-negative, got {self.eps}.")
 
+    def hparam_names(self) -> tuple[str, ...]:
+        """The hyperparameters a sweep may vary (the filter's only with a filter)."""
+        return ("lr", "weight_decay") + (("filter_alpha", "filter_lambda") if self.filter != "none" else ())
+
     def hparams(self) -> dict:
-        """The hyperparameters a sweep may vary, as float32 arrays (the filter's only with a filter)."""
-        out = {"lr": jnp.float32(self.lr), "weight_decay": jnp.float32(self.weight_decay)}
-        if self.filter != "none":
-            out.update(filter_alpha=jnp.float32(self.filter_alpha), filter_lambda=jnp.float32(self.filter_lambda))
-        return out
+        """`hparam_names` at this spec's values, as float32 arrays."""
+        return {name: jnp.float32(getattr(self, name)) for name in self.hparam_names()}
 
 
 def make_optimizer(spec: OptimizerSpec, hparams: dict, params, warmup_steps: int = 0) -> optax.GradientTransformation:

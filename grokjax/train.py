@@ -8,6 +8,9 @@ nested scan). Full batch is the default; with `batch_size` B every epoch draws a
 training points from the run's data-order key `fold_in(run key, ORDER_TAG)` and takes ceil(n_train / B) steps,
 the last one smaller (PyTorch's DataLoader with shuffle=True, drop_last=False). Hyperparameters that a sweep may
 vary (learning rate, weight decay) are arrays in `hparams`, not constants, so changing them does not recompile.
+So is the training fraction of a sweep over fractions (`Data.train_entry`): every run sees the same pool of
+points and trains, full batch, on those with `train_entry <= hparams["fraction"]`, a mask; its metrics (train
+loss, accuracy and margin, held-out accuracy) are of its own training set.
 """
 
 from dataclasses import dataclass
@@ -96,9 +99,10 @@ class Metrics(NamedTuple):
     group_loss: jax.Array
     group_acc: jax.Array
     weight_norm: jax.Array
-    margin: jax.Array
+    margin: jax.Array  # the smallest over training points of (true logit - the largest other logit)
     heldout_acc: jax.Array
     disagree_acc: jax.Array
+    mean_margin: jax.Array  # the mean of the same over training points (the logit scale of circuit efficiency)
 
 
 class Trainer(NamedTuple):
@@ -109,9 +113,9 @@ class Trainer(NamedTuple):
     step: Callable  # (state, hparams) -> state after one optimizer update
     advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
     train: Callable  # (key, hparams) -> (final state, trace including time 0, kept states or None)
-    metrics: Callable  # params -> Metrics
+    metrics: Callable  # (params, fraction=None) -> Metrics (the run's fraction with `Data.train_entry`)
     apply: Callable  # (params, inputs) -> logits
-    loss: Callable  # params -> (mean train cross-entropy, every train point correct)
+    loss: Callable  # (params, active=None) -> (mean train loss, every train point correct), over `active` points
 
 
 def make_trainer(data: Data, cfg) -> Trainer:
@@ -122,6 +126,11 @@ def make_trainer(data: Data, cfg) -> Trainer:
     train_y, train_idx = jnp.asarray(data.train_labels), jnp.asarray(data.train_idx)
     eval_y = jnp.asarray(data.eval_labels)
     heldout_idx, disagree_idx = point_subsets(data)
+    entry = None if data.train_entry is None else jnp.asarray(data.train_entry)
+    if entry is not None and sched.batch_size:
+        raise UserError("A sweep over training fractions trains full batch (minibatches of per-run subsets are not "
+                        "supported).")
+    agree = jnp.asarray(np.all(data.eval_labels == data.eval_labels[:1], 0))
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
     if cfg.loss == "stablemax64" and not jax.config.jax_enable_x64:
@@ -132,10 +141,18 @@ def make_trainer(data: Data, cfg) -> Trainer:
         with jax.default_matmul_precision(cfg.matmul_precision):
             return model.apply(params, inputs)
 
-    def loss_fn(params):
+    def active_points(hparams):
+        """The run's training points among `train_idx` (a mask with `Data.train_entry`, else None: all)."""
+        return None if entry is None else entry <= hparams["fraction"]
+
+    def loss_fn(params, active=None):
         logits = apply(params, train_in)
         true = jnp.take_along_axis(logits, train_y[:, None], -1)[:, 0]
-        return jnp.mean(per_point(logits, train_y)), jnp.all(true >= logits.max(-1))
+        if active is None:
+            return jnp.mean(per_point(logits, train_y)), jnp.all(true >= logits.max(-1))
+        weight = active.astype(logits.dtype)
+        mean = jnp.sum(weight * per_point(logits, train_y)) / jnp.sum(weight)
+        return mean, jnp.all((true >= logits.max(-1)) | ~active)
 
     def batch_loss(params, rows, weight):
         """Mean loss over the training points `rows` with nonzero `weight` (the padding of a last, smaller batch
@@ -165,7 +182,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
             weight = (within * batch + jnp.arange(batch) < n_train).astype(jnp.float32)
             (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight)
         else:
-            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, active_points(hparams))
         fit_epoch = jnp.where((state.fit_epoch < 0) & fitted, state.epoch, state.fit_epoch)
         updates, opt_state = optimizer(hparams, state.params).update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch,
@@ -179,8 +196,9 @@ def make_trainer(data: Data, cfg) -> Trainer:
         order = epoch_order(state)
         return jax.lax.scan(lambda s, _: (step(s, hparams, order), None), state, length=per_unit)[0]
 
-    def metrics(params) -> Metrics:
-        """Metrics of one model; a point counts as correct when its true logit is the largest."""
+    def metrics(params, fraction=None) -> Metrics:
+        """Metrics of one model; a point counts as correct when its true logit is the largest. With
+        `Data.train_entry`, of the run's training set at `fraction`."""
         logits = apply(params, full_in)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
         group_true = jnp.take_along_axis(logits[None], eval_y[..., None], -1)[..., 0]  # (sets, n_points)
@@ -189,6 +207,9 @@ def make_trainer(data: Data, cfg) -> Trainer:
         others = jnp.where(jax.nn.one_hot(train_y, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
         correct = group_true >= top  # (sets, n_points)
         subset_mean = lambda x, idx: jnp.mean(x[..., idx], -1) if len(idx) else jnp.full(x.shape[:-1], jnp.nan)
+        disagree_acc = subset_mean(correct, disagree_idx)
+        if entry is not None:
+            return masked_metrics(params, fraction, lse, top, group_true, true, others, correct, disagree_acc)
         return Metrics(
             train_loss=jnp.mean(lse[train_idx] - true),
             train_acc=jnp.mean(true >= top[train_idx]),
@@ -197,7 +218,27 @@ def make_trainer(data: Data, cfg) -> Trainer:
             weight_norm=weight_norm(params),
             margin=jnp.min(true - others),
             heldout_acc=subset_mean(correct[0], heldout_idx),
-            disagree_acc=subset_mean(correct, disagree_idx),
+            disagree_acc=disagree_acc,
+            mean_margin=jnp.mean(true - others),
+        )
+
+    def masked_metrics(params, fraction, lse, top, group_true, true, others, correct, disagree_acc) -> Metrics:
+        """`metrics` of a run that trains on the points with `train_entry <= fraction`."""
+        if fraction is None:
+            raise ValueError("The metrics of a sweep over training fractions need the run's fraction.")
+        active = entry <= fraction
+        held = agree & ~jnp.zeros(data.n_points, bool).at[train_idx].set(active)  # agreed on, not trained on
+        mean = lambda x, mask: jnp.sum(jnp.where(mask, x, 0), -1) / jnp.sum(mask)  # NaN on an empty set
+        return Metrics(
+            train_loss=mean(lse[train_idx] - true, active),
+            train_acc=mean(true >= top[train_idx], active),
+            group_loss=jnp.mean(lse - group_true, -1),
+            group_acc=jnp.mean(correct, -1),
+            weight_norm=weight_norm(params),
+            margin=jnp.min(jnp.where(active, true - others, jnp.inf)),
+            heldout_acc=mean(correct[0], held),
+            disagree_acc=disagree_acc,
+            mean_margin=mean(true - others, active),
         )
 
     def advance(state: TrainState, hparams, n_logs: int):
@@ -205,7 +246,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
 
         def log_block(state, _):
             state, _ = jax.lax.scan(lambda s, _: (unit(s, hparams), None), state, length=sched.log_every)
-            return state, metrics(state.params)
+            return state, metrics(state.params, hparams.get("fraction"))
 
         return jax.lax.scan(log_block, state, length=n_logs)
 
@@ -213,7 +254,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
         """The whole run: init, then every unit. The trace includes time 0; with `keep_every`, the states at
         0, keep_every, 2 keep_every, ... are returned too (else None)."""
         state = init(key)
-        first_state, first = state, metrics(state.params)
+        first_state, first = state, metrics(state.params, hparams.get("fraction"))
         if not sched.keep_every:
             state, trace = advance(state, hparams, sched.n_logs)
             kept = None

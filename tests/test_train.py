@@ -88,6 +88,7 @@ def test_metrics_match_numpy():
     assert np.isclose(got.train_acc, (tl.argmax(1) == ty).mean())
     others = np.where(np.eye(N, dtype=bool)[ty], -np.inf, tl).max(1)
     np.testing.assert_allclose(got.margin, (tl[np.arange(len(ty)), ty] - others).min(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got.mean_margin, (tl[np.arange(len(ty)), ty] - others).mean(), rtol=1e-4, atol=1e-5)
 
 
 def test_fit_epoch_is_the_first_epoch_with_train_accuracy_one():

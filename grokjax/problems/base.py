@@ -17,6 +17,10 @@ class Data:
     `inputs` holds one row of tokens per point (for group tables the pair (a, b), row a * N + b). Each evaluation
     set labels every point (a group's full table); a run *reaches* a set when its accuracy there is at least the
     threshold, and the outcome of a run is the subset of sets it reached.
+
+    With `train_entry` (a sweep over training fractions, `grokjax.run.specs.SweepConfig.fraction_grid`), the
+    training points are the pool of the largest fraction and `train_entry[i]` is the smallest swept fraction whose
+    training set holds point i: a run at fraction f trains on the points with `train_entry <= f` (nested sets).
     """
 
     inputs: np.ndarray  # (n_points, arity) int32 tokens in 0 .. vocab - 1 (or float features)
@@ -28,6 +32,7 @@ class Data:
     eval_names: tuple[str, ...]
     summary: dict = field(default_factory=dict)  # saved as config.json's "task" (with group_names = eval_names)
     arrays: dict = field(default_factory=dict)  # saved as task.npz
+    train_entry: np.ndarray | None = None  # (n_train,) float32: with a grid of training fractions (see below)
 
     @property
     def n_train(self) -> int:

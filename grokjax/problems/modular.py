@@ -14,6 +14,10 @@ Splits:
   permutation depends only on the list's length, so the points in the same order (x outer, y inner) shuffled by
   `random.Random(data_seed)` give exactly its split; the first int(fraction * n) train, as its `split` argument.
   The defaults (fraction 0.5, data_seed 0, p 97, +) are the challenge's; other values apply the same procedure.
+
+Random labels (`label_seed` >= 0, for the memorizing circuit of Varma et al.): the table's labels are permuted by
+`np.random.default_rng(label_seed).permutation`, the inputs unchanged, before the split; the evaluation set is the
+permuted table, so nothing beyond the training points can be learned.
 """
 
 import random
@@ -56,6 +60,7 @@ class ModularProblem(Spec):
     fraction: float = 0.5
     split: str = "random"
     data_seed: int = 0
+    label_seed: int = -1  # >= 0: the labels permuted by this seed (random labels); -1: the operation's
 
     def __post_init__(self):
         if type(self.p) is not int or not 2 <= self.p <= MAX_P:
@@ -68,6 +73,9 @@ class ModularProblem(Spec):
             raise UserError(f"Unknown split {self.split!r}; expected one of {', '.join(SPLITS)}.")
         if type(self.data_seed) is not int or not 0 <= self.data_seed < 2**32:
             raise UserError(f"The data seed must be an integer in [0, 2**32), got {self.data_seed!r}.")
+        if type(self.label_seed) is not int or not -1 <= self.label_seed < 2**32:
+            raise UserError(f"The label seed must be -1 (true labels) or an integer in [0, 2**32), got "
+                            f"{self.label_seed!r}.")
 
     def expression(self) -> Expression:
         """The checked expression of `op` (a named operation or a polynomial); a UserError if it is neither."""
@@ -77,8 +85,10 @@ class ModularProblem(Spec):
 
     @property
     def name(self) -> str:
-        """The evaluation set's name, e.g. 'x+y mod 97' or 'x**3 + x*y**2 + y mod 97'."""
-        return f"{'x' + self.op + 'y' if self.op in NAMED else self.expression().source} mod {self.p}"
+        """The evaluation set's name, e.g. 'x+y mod 97', 'x**3 + x*y**2 + y mod 97' or, with random labels,
+        'x+y mod 97, labels permuted (seed 3)'."""
+        name = f"{'x' + self.op + 'y' if self.op in NAMED else self.expression().source} mod {self.p}"
+        return name if self.label_seed < 0 else f"{name}, labels permuted (seed {self.label_seed})"
 
     def train_rows(self, n: int) -> np.ndarray:
         """The sorted training rows among n points listed in the generator's order, by `split`."""
@@ -99,6 +109,8 @@ class ModularProblem(Spec):
             raise UserError(f"{self.name} divides by zero at every point.")
         pairs = np.stack([x[defined], y[defined]], axis=1).astype(np.int32)
         labels = values[defined].astype(np.int32)
+        if self.label_seed >= 0:
+            labels = labels[np.random.default_rng(self.label_seed).permutation(len(labels))]
         train = self.train_rows(len(labels))
         return Data(inputs=pairs, vocab=p, n_classes=p, train_idx=train, train_labels=labels[train],
                     eval_labels=labels[None], eval_names=(self.name,),

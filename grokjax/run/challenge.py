@@ -87,7 +87,7 @@ def _runs_of(root: Path, cfg: SweepConfig) -> list[tuple[dict, np.ndarray, np.nd
     """Per grid point of the sweep in `root`: (its hyperparameters, steps to each threshold (runs,)), diverged runs
     (-2) apart."""
     traces, seeds = read_npz(root / "traces.npz", ("epochs", "heldout_acc")), read_npz(root / "seeds.npz", ())
-    steps = traces["epochs"] * cfg.schedule.steps_per_unit(cfg.problem.build().n_train)
+    steps = traces["epochs"] * cfg.schedule.steps_per_unit(cfg.data().n_train)
     out = []
     grid = cfg.grid()
     for g in range(cfg.n_grid):
@@ -109,7 +109,7 @@ def run_challenge(base: SweepConfig, out, methods=tuple(METHODS), workers: int =
         raise UserError(f"Unknown method {', '.join(unknown)}; expected some of {', '.join(table)}.")
     outputs = [out / "leaderboard.json", out / "leaderboard.npz"]
     refuse_existing(outputs, overwrite)
-    budget = base.schedule.length * base.schedule.steps_per_unit(base.problem.build().n_train)
+    budget = base.schedule.length * base.schedule.steps_per_unit(base.data().n_train)
     arrays, settings = {}, {}
     for method in methods:
         settings[method] = []

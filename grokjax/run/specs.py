@@ -14,19 +14,23 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+import jax.numpy as jnp
+
 from grokjax.analysis.outcomes import CI_METHODS
 from grokjax.errors import UserError
 from grokjax.losses import LOSSES
 from grokjax.models import MODELS, MLP2Spec
 from grokjax.optim import OptimizerSpec
 from grokjax.problems import PROBLEMS, GroupsProblem
+from grokjax.problems.nested import nested_data
 from grokjax.specs import Spec, from_registry
 from grokjax.train import Schedule
 
 SCHEMA = 2
 PRECISIONS = ("default", "high", "highest")
-GRID_AXES = ("lr", "weight_decay", "filter_alpha", "filter_lambda")
-"""The optimizer hyperparameters a sweep's grid may vary (field `<axis>_grid`), in grid order."""
+GRID_AXES = ("fraction", "lr", "weight_decay", "filter_alpha", "filter_lambda")
+"""What a sweep's grid may vary (field `<axis>_grid`), in grid order: the problem's training fraction, then
+optimizer hyperparameters."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,10 @@ class SweepConfig(Spec):
 
     Defaults are the published run: S(4) vs A(4) x Z(2), MLP2 with D = H = 32, Adam with L2 weight decay 2e-5,
     3000 full-batch epochs. A run is a (grid point, seed) pair: run r is seed r % n_seeds at grid point
-    r // n_seeds of the learning rates x weight decays x Grokfast alphas x Grokfast lambdas (`GRID_AXES`, the
-    first varying slowest); an empty grid is the optimizer's own value. The whole grid is one compiled program.
+    r // n_seeds of the training fractions x learning rates x weight decays x Grokfast alphas x Grokfast lambdas
+    (`GRID_AXES`, the first varying slowest); an empty grid is the problem's or optimizer's own value. The whole
+    grid is one compiled program; over training fractions, every run trains full batch on its own nested subset
+    of one pool of points (`grokjax.problems.nested`).
     """
 
     problem: Spec = field(default_factory=GroupsProblem)
@@ -49,6 +55,7 @@ class SweepConfig(Spec):
     ci_method: str = "wilson"
     seeds_per_call: int = 0  # 0: chosen for the device by the runner
     lr_grid: tuple[float, ...] = ()  # learning rates swept together with the seeds (empty: optimizer.lr)
+    fraction_grid: tuple[float, ...] = ()  # training fractions swept likewise, nested (empty: problem.fraction)
     weight_decay_grid: tuple[float, ...] = ()  # weight decays swept likewise (empty: optimizer.weight_decay)
     filter_alpha_grid: tuple[float, ...] = ()  # Grokfast-EMA alphas swept likewise (empty: optimizer.filter_alpha)
     filter_lambda_grid: tuple[float, ...] = ()  # Grokfast lambdas swept likewise (empty: optimizer.filter_lambda)
@@ -77,19 +84,28 @@ class SweepConfig(Spec):
             raise UserError("A grid of Grokfast alphas or lambdas needs a gradient filter (--filter ema or ma).")
         if self.filter_alpha_grid and self.optimizer.filter != "ema":
             raise UserError("Only the EMA filter has an alpha to sweep.")
+        if self.fraction_grid:
+            if not all(isinstance(f, (int, float)) and 0 < f <= 1 for f in self.fraction_grid):
+                raise UserError(f"Training fractions must lie in (0, 1], got {list(self.fraction_grid)}.")
+            if self.schedule.batch_size:
+                raise UserError("A sweep over training fractions trains full batch: leave out the batch size.")
         grid = self.grid()
         for g in range(self.n_grid):
-            dataclasses.replace(self.optimizer, **{k: v[g] for k, v in grid.items()})  # validates every grid value
+            optimizer = {k: v[g] for k, v in grid.items() if k != "fraction"}
+            dataclasses.replace(self.optimizer, **optimizer)  # validates every grid value
         if self.n_runs >= 2**31:
             raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
 
     def grid_axes(self) -> list[str]:
-        """The `GRID_AXES` this config's optimizer uses (a filter's only with a filter)."""
-        return [name for name in GRID_AXES if name in self.hparams()]
+        """The `GRID_AXES` of this config, the keys of its `hparams` (named without making arrays, so a config can
+        be built before JAX starts)."""
+        names = set(self.optimizer.hparam_names()) | ({"fraction"} if self.fraction_grid else set())
+        return [name for name in GRID_AXES if name in names]
 
     def grid(self) -> dict[str, list[float]]:
         """Every grid axis's value at every grid point, the first axis varying slowest."""
-        axes = [getattr(self, f"{name}_grid") or (getattr(self.optimizer, name),) for name in self.grid_axes()]
+        default = lambda name: self.problem.fraction if name == "fraction" else getattr(self.optimizer, name)
+        axes = [getattr(self, f"{name}_grid") or (default(name),) for name in self.grid_axes()]
         points = list(itertools.product(*axes))
         return {name: [p[i] for p in points] for i, name in enumerate(self.grid_axes())}
 
@@ -102,9 +118,15 @@ class SweepConfig(Spec):
         """Grid points x seeds; run r is seed r % n_seeds at grid point r // n_seeds."""
         return self.n_grid * self.n_seeds
 
+    def data(self):
+        """The problem's `Data` (nested over the `fraction_grid`, if any): what every run of the sweep sees."""
+        return nested_data(self.problem, self.fraction_grid) if self.fraction_grid else self.problem.build()
+
     def hparams(self) -> dict:
-        """The optimizer's hyperparameters that reach the program as arrays, at its own values (float32)."""
-        return self.optimizer.hparams()
+        """The hyperparameters that reach the program as arrays (float32): the optimizer's at its own values, and
+        with a `fraction_grid` the training fraction (its first)."""
+        fraction = {"fraction": jnp.float32(self.fraction_grid[0])} if self.fraction_grid else {}
+        return {**self.optimizer.hparams(), **fraction}
 
     @classmethod
     def from_dict(cls, d: dict, what: str = "sweep config") -> "SweepConfig":

@@ -33,11 +33,14 @@ def finished_sweep(root, checkpoints: bool = False) -> tuple[dict, SweepConfig, 
         raise UserError(f"No sweep results in {root}: {params}/ is missing{hint}.")
     if checkpoints and "checkpoint_epochs" not in sweep["traces"]:
         raise UserError(f"{root / 'traces.npz'} lacks checkpoint_epochs; were the checkpoints saved by a sweep?")
-    return sweep, read_config(sweep["config"], str(root / "config.json")), params
+    cfg = read_config(sweep["config"], str(root / "config.json"))
+    if cfg.fraction_grid:
+        raise UserError(f"{root} sweeps training fractions; this analysis reads sweeps of one training set.")
+    return sweep, cfg, params
 
 
 def _template(cfg: SweepConfig) -> TrainState:
-    return jax.eval_shape(make_trainer(cfg.problem.build(), cfg).init, jax.random.PRNGKey(0))
+    return jax.eval_shape(make_trainer(cfg.data(), cfg).init, jax.random.PRNGKey(0))
 
 
 def load_states(root, cfg: SweepConfig, checkpoints: bool = False, runs=None) -> TrainState:
@@ -57,7 +60,7 @@ def load_states(root, cfg: SweepConfig, checkpoints: bool = False, runs=None) ->
     opt_state = storage.from_named_leaves(template.opt_state, {} if stateless else read(root / opt_dir))
     n_runs = len(jax.tree.leaves(params)[0])
     runs = np.arange(n_runs) if runs is None else np.asarray(runs)
-    per_unit = cfg.schedule.steps_per_unit(cfg.problem.build().n_train)
+    per_unit = cfg.schedule.steps_per_unit(cfg.data().n_train)
     traces = read_npz(root / "traces.npz", ("checkpoint_epochs", "checkpoint_fit_epoch") if checkpoints else ())
     if checkpoints:
         n_ckpt = len(traces["checkpoint_epochs"])
@@ -95,7 +98,7 @@ def continue_program(cfg: SweepConfig, n_logs: int, fresh_optimizer: bool):
     a call share them): in the sweep they start as constants, which `vmap` leaves unbatched, so the bias
     correction is one scalar for all runs; a batched count compiles to other fusions and changes the last bits
     of every update."""
-    trainer = make_trainer(cfg.problem.build(), cfg)
+    trainer = make_trainer(cfg.data(), cfg)
 
     def one(state: TrainState, counts, epoch, hparams):
         state = state._replace(epoch=epoch)

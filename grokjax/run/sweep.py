@@ -62,7 +62,7 @@ CHUNK_NAME = re.compile(r"runs_(\d+)_(\d+)\.npz")
 
 def sweep_program(cfg: SweepConfig):
     """The runner's program of a sweep: every run of a call trained by `vmap` of the pure `Trainer.train`."""
-    return jax.vmap(make_trainer(cfg.problem.build(), cfg).train)
+    return jax.vmap(make_trainer(cfg.data(), cfg).train)
 
 
 def run_inputs(cfg: SweepConfig, runs=None) -> tuple:
@@ -563,7 +563,7 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
     parameters became non-finite are flagged `diverged` in seeds.npz, counted apart, and `warn`ed about.
     """
     root = Path(out_dir)
-    data = cfg.problem.build()
+    data = cfg.data()
     if chunk_size is not None and chunk_size < 1:
         raise UserError(f"The chunk size must be a positive integer, got {chunk_size}.")
     if workers < 0:
