@@ -1,13 +1,15 @@
 """Figures, one module per kind of results, each drawn from saved arrays alone (never jax, never training).
 
-`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, a sharpness
-study's (concealed parity, the linear teacher), else a sweep (with its analyses, its error-function fits included).
+`draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, a
+circuit-efficiency study's, a sharpness study's (concealed parity, the linear teacher), else a sweep (with its
+analyses, its error-function fits included).
 """
 
 import contextlib
 import sys
 
 from grokjax.figures.challenge import draw_challenge, is_challenge_results
+from grokjax.figures.efficiency import draw_efficiency, is_efficiency_results
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.measures import measures_correlation_lines
@@ -34,6 +36,8 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
             return draw_transplant(results_dir, out_dir), []
         if is_challenge_results(results_dir):
             return draw_challenge(results_dir, out_dir), []
+        if is_efficiency_results(results_dir):
+            return draw_efficiency(results_dir, out_dir), []
         if is_sharpness_results(results_dir):
             return draw_sharpness(results_dir, out_dir), []
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")

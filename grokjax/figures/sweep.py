@@ -17,7 +17,7 @@ from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
 from grokjax.figures.variation import draw_variation
 from grokjax.run.results import load_sweep
-from grokjax.run.specs import grid_label
+from grokjax.run.grid import grid_label
 
 FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
 

@@ -23,14 +23,12 @@ from grokjax.models import MODELS, MLP2Spec
 from grokjax.optim import OptimizerSpec
 from grokjax.problems import PROBLEMS, GroupsProblem
 from grokjax.problems.nested import nested_data
+from grokjax.run.grid import GRID_AXES
 from grokjax.specs import Spec, from_registry
 from grokjax.train import Schedule
 
 SCHEMA = 2
 PRECISIONS = ("default", "high", "highest")
-GRID_AXES = ("fraction", "lr", "weight_decay", "filter_alpha", "filter_lambda")
-"""What a sweep's grid may vary (field `<axis>_grid`), in grid order: the problem's training fraction, then
-optimizer hyperparameters."""
 
 
 @dataclass(frozen=True)
@@ -137,11 +135,6 @@ class SweepConfig(Spec):
         model = from_registry(MODELS, d.pop("model", None), "model")
         rest = super().from_dict(d, what)
         return dataclasses.replace(rest, problem=problem, model=model)
-
-
-def grid_label(point: dict) -> str:
-    """A grid point's hyperparameters in words, e.g. 'lr 0.001, weight decay 1' (keys of `SweepConfig.grid`)."""
-    return ", ".join(f"{k.replace('_', ' ')} {point[k]:g}" for k in GRID_AXES if k in point)
 
 
 def config_json(cfg: SweepConfig, task_summary: dict, environment: dict) -> dict:

@@ -47,7 +47,8 @@ from grokjax.problems.base import Data
 from grokjax.run import outdir, runner, storage
 from grokjax.run.outdir import Fault, check_replaceable, event, size
 from grokjax.run.results import read_config_json
-from grokjax.run.specs import SweepConfig, config_json, grid_label, read_config
+from grokjax.run.grid import grid_label
+from grokjax.run.specs import SweepConfig, config_json, read_config
 from grokjax.train import make_trainer, seed_keys
 
 MAX_CHUNK_RUNS = 1024

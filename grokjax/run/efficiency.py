@@ -1,0 +1,118 @@
+"""Circuit efficiency over training-set sizes (`grokjax.analysis.efficiency`): two sweeps over the same nested
+training fractions, one on the true labels (OUT/generalizing) and one on random labels (OUT/memorizing), each
+fractions x weight decays x seeds in one program and resumable; then, per weight decay, the norm curves of both
+circuits with intervals, the fraction of true-label runs that generalized per size, and D_crit with its interval,
+written all-or-nothing as OUT/efficiency.json and OUT/efficiency.npz.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from grokjax.analysis.efficiency import d_crit, mean_interval
+from grokjax.analysis.outcomes import proportion
+from grokjax.errors import UserError
+from grokjax.run import runner, storage
+from grokjax.run.outdir import refuse_existing, write_together
+from grokjax.run.results import read_npz
+from grokjax.run.specs import SweepConfig
+from grokjax.run.sweep import run_sweep
+
+PER_RUN = ("final_weight_norm", "final_train_loss", "final_mean_margin", "final_heldout_acc", "final_train_acc")
+
+
+def circuit_configs(base: SweepConfig, fractions, label_seed: int = 0) -> dict:
+    """The generalizing (true labels) and memorizing (labels permuted by `label_seed`) sweeps over `fractions`."""
+    if not hasattr(base.problem, "label_seed"):
+        raise UserError(f"The {base.problem.kind} problem has no random labels: use --problem modular.")
+    if len(fractions) < 2:
+        raise UserError("Give at least two training fractions, so that there is a curve to cross.")
+    gen = dataclasses.replace(base, fraction_grid=tuple(fractions), problem=dataclasses.replace(base.problem,
+                                                                                                label_seed=-1))
+    mem = dataclasses.replace(gen, problem=dataclasses.replace(base.problem, label_seed=label_seed))
+    return {"generalizing": gen, "memorizing": mem}
+
+
+def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, threshold: float,
+                       level: float = 0.95) -> list[dict]:
+    """Per weight decay: per size, each circuit's mean norm with its interval, the generalized fraction of the
+    true-label runs, the logit margin per unit norm and the memorizing runs' train accuracy; and D_crit. `gen` and
+    `mem` are seeds.npz arrays (float32 fractions and weight decays), `fractions` (increasing) and `weight_decays`
+    the sweeps' grid values, `sizes` the training-set size of each fraction; diverged runs are left out and
+    counted."""
+    levels = np.float32(fractions)
+    out = []
+    for wd in weight_decays:
+        g = {k: v[gen["weight_decay"] == np.float32(wd)] for k, v in gen.items()}
+        m = {k: v[mem["weight_decay"] == np.float32(wd)] for k, v in mem.items()}
+        g_size, m_size = np.searchsorted(levels, g["fraction"]), np.searchsorted(levels, m["fraction"])
+        g_kept = ~g["diverged"] & (g["final_heldout_acc"] >= threshold)  # the generalizing circuit's runs
+        m_kept = ~m["diverged"]
+        rows = []
+        for s, size in enumerate(sizes):
+            g_run, g_gen, m_run = ~g["diverged"] & (g_size == s), g_kept & (g_size == s), m_kept & (m_size == s)
+            norm = lambda d, at: dict(zip(("mean", "ci_low", "ci_high"), mean_interval(d["final_weight_norm"][at],
+                                                                                        level)))
+            per_norm = lambda d, at: float(np.mean(d["final_mean_margin"][at] / d["final_weight_norm"][at])) \
+                if at.any() else None
+            rows.append({
+                "size": int(size), "fraction": float(fractions[s]),
+                "generalized": proportion(int(g_gen.sum()), int(g_run.sum()), level),
+                "generalizing_norm": norm(g, g_gen), "memorizing_norm": norm(m, m_run),
+                "generalizing_margin_per_norm": per_norm(g, g_gen), "memorizing_margin_per_norm": per_norm(m, m_run),
+                "memorizing_train_acc": float(np.mean(m["final_train_acc"][m_run])) if m_run.any() else None,
+                "diverged": int((g["diverged"] & (g_size == s)).sum() + (m["diverged"] & (m_size == s)).sum()),
+            })
+        crit = d_crit(sizes, m["final_weight_norm"][m_kept], m_size[m_kept], g["final_weight_norm"][g_kept],
+                      g_size[g_kept], level)
+        out.append({"weight_decay": float(wd), "sizes": rows, "d_crit": crit})
+    return out
+
+
+def run_efficiency(base: SweepConfig, fractions, out, label_seed: int = 0, threshold: float = 0.95, workers: int = 0,
+                   overwrite: bool = False, progress: bool = True, cache_dir: str | None = runner.default_cache_dir(),
+                   log=print) -> dict:
+    """Train both circuits' sweeps into `out` (resuming any that exist), then write and return the summary."""
+    out = Path(out)
+    configs = circuit_configs(base, fractions, label_seed)
+    outputs = [out / "efficiency.json", out / "efficiency.npz"]
+    refuse_existing(outputs, overwrite)
+    seeds = {}
+    for name, cfg in configs.items():
+        root = out / name
+        resume = (root / "config.json").is_file()
+        log(f"{name} circuit -> {root}")
+        run_sweep(cfg, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
+                  cache_dir=cache_dir, log=log)
+        seeds[name] = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged") + PER_RUN)
+    gen_cfg = configs["generalizing"]
+    fractions, sizes = sorted(set(gen_cfg.fraction_grid)), gen_cfg.data().summary["n_train_by_fraction"]
+    table = summarize_circuits(seeds["generalizing"], seeds["memorizing"], fractions,
+                               sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold)
+    info = {"threshold": threshold, "label_seed": label_seed, "sizes": sizes, "n_points": gen_cfg.data().n_points, "config": base.to_dict(), "weight_decays": table,
+            "environment": storage.environment()}
+    arrays = {f"{name}/{k}": v for name, s in seeds.items() for k, v in s.items()}
+    write_together({outputs[0]: lambda path: storage.write_json(path, info),
+                    outputs[1]: lambda path: storage.write_arrays(path, arrays)})
+    for line in format_efficiency(info):
+        log(line)
+    return info
+
+
+def format_efficiency(info: dict) -> list[str]:
+    """The printed summary: per weight decay, one line per size and D_crit."""
+    lines = []
+    for w in info["weight_decays"]:
+        c = w["d_crit"]
+        lines.append(f"weight decay {w['weight_decay']:g}: D_crit {c['d_crit']:.0f} [{c['ci_low']:.0f}, "
+                     f"{c['ci_high']:.0f}] (crossed in {100 * c['crossed_fraction']:.0f}% of bootstrap draws)")
+        lines.append(f"  {'D':>6} {'generalized [CI]':>22} {'gen. norm [CI]':>24} {'mem. norm [CI]':>24} "
+                     f"{'mem. train acc':>15}")
+        for r in w["sizes"]:
+            g, gn, mn = r["generalized"], r["generalizing_norm"], r["memorizing_norm"]
+            frac = f"{g['fraction']:.2f} [{g['ci_low']:.2f}, {g['ci_high']:.2f}]" if g["fraction"] is not None else "-"
+            cell = lambda n: f"{n['mean']:.1f} [{n['ci_low']:.1f}, {n['ci_high']:.1f}]"
+            acc = "-" if r["memorizing_train_acc"] is None else f"{r['memorizing_train_acc']:.3f}"
+            lines.append(f"  {r['size']:>6} {frac:>22} {cell(gn):>24} {cell(mn):>24} {acc:>15}")
+    return lines

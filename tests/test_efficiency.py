@@ -1,0 +1,78 @@
+"""Circuit efficiency: the crossing of two norm curves and its bootstrap interval on curves with a known crossing,
+the norm and logit margin of a hand-built linear model, and a small study end to end."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from cli_runner import run_main
+from grokjax.analysis.efficiency import crossing, d_crit, per_size_means
+from grokjax.models import LinearSpec
+from grokjax.problems import ModularProblem
+from grokjax.run.specs import SweepConfig
+from grokjax.train import Schedule, make_trainer
+
+SCRIPT = Path(__file__).parents[1] / "experiments" / "circuit_efficiency.py"
+spec = importlib.util.spec_from_file_location("circuit_efficiency", SCRIPT)
+experiment = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(experiment)
+
+
+def test_the_crossing_is_linear_between_sizes_and_nan_when_the_curves_do_not_meet():
+    sizes = [10, 20, 30]
+    assert crossing(sizes, [1, 3, 5], [4, 4, 4]) == 25.0  # gap -3, -1, +1: halfway from 20 to 30
+    assert crossing(sizes, [1, 3, 5], [np.nan, 4, 4]) == 25.0  # a size without generalizing runs is skipped
+    assert np.isnan(crossing(sizes, [1, 2, 3], [4, 4, 4]))  # never reaches
+    assert np.isnan(crossing(sizes, [5, 6, 7], [4, 4, 4]))  # already above at the smallest size
+    assert crossing(sizes, [4, 6, 7], [4, 4, 4]) == 10.0
+
+
+def test_d_crit_recovers_a_known_crossing_with_an_interval_that_holds_it():
+    rng = np.random.default_rng(0)
+    sizes, seeds = np.array([10, 20, 30, 40]), 30
+    size_of = np.repeat(np.arange(4), seeds)
+    mem = (1 + 0.1 * sizes)[size_of] + rng.normal(0, 0.05, size_of.size)  # crosses 4 at D = 30
+    gen = np.full(size_of.size, 4.0) + rng.normal(0, 0.05, size_of.size)
+    np.testing.assert_allclose(per_size_means(mem, size_of, 4), (1 + 0.1 * sizes), atol=0.05)
+    out = d_crit(sizes, mem, size_of, gen, size_of)
+    assert abs(out["d_crit"] - 30) < 1 and out["ci_low"] < 30 < out["ci_high"] and out["ci_high"] - out["ci_low"] < 3
+    assert out["crossed_fraction"] == 1.0
+
+
+def test_a_hand_built_linear_model_has_the_norm_and_margin_of_a_hand_computation():
+    data = ModularProblem(p=5, fraction=0.6).build()
+    cfg = SweepConfig(problem=ModularProblem(p=5, fraction=0.6), model=LinearSpec(), schedule=Schedule(length=1, log_every=1))
+    trainer = make_trainer(data, cfg)
+    eye = np.eye(5, dtype=np.float32)
+    params = {"w_in_0": jnp.asarray(2 * eye), "w_in_1": jnp.asarray(3 * eye), "b_out": jnp.ones(5)}
+    m = trainer.metrics(params)
+    assert np.isclose(m.weight_norm, np.sqrt(4 * 5 + 9 * 5))  # the bias is not a weight
+    x, y = data.inputs[data.train_idx].T
+    logits = 2 * eye[x] + 3 * eye[y] + 1
+    true = logits[np.arange(len(x)), data.train_labels]
+    others = np.where(eye[data.train_labels] > 0, -np.inf, logits).max(1)
+    np.testing.assert_allclose(m.mean_margin, (true - others).mean(), rtol=1e-6)
+    np.testing.assert_allclose(m.margin, (true - others).min(), rtol=1e-6)
+
+
+def test_a_small_study_end_to_end_and_its_refusals(tmp_path, capsys):
+    argv = ["--p", "5", "--fraction", "0.4", "0.8", "--weight-decay", "0.1", "1", "--n-seeds", "2", "--epochs",
+            "20", "--log-every", "10", "--model", "linear", "--out", str(tmp_path / "e"), "--no-progress",
+            "--workers", "1"]
+    code, out, err = run_main(experiment.main, argv, capsys)
+    assert code == 0, err
+    info = json.loads((tmp_path / "e" / "efficiency.json").read_text())
+    assert info["sizes"] == [10, 20] and [w["weight_decay"] for w in info["weight_decays"]] == [0.1, 1.0]
+    arrays = np.load(tmp_path / "e" / "efficiency.npz")
+    at = (arrays["memorizing/weight_decay"] == np.float32(1.0)) & (arrays["memorizing/fraction"] == np.float32(0.8))
+    row = info["weight_decays"][1]["sizes"][1]
+    np.testing.assert_allclose(row["memorizing_norm"]["mean"], arrays["memorizing/final_weight_norm"][at].mean())
+    assert "D_crit" in out
+    code, _, err = run_main(experiment.main, argv[:2] + ["--fraction", "0.5", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "at least two training fractions" in err and not (tmp_path / "x").exists()
+    code, _, err = run_main(experiment.main, ["--problem", "groups", "--fraction", "0.3", "0.6", "--out",
+                                              str(tmp_path / "g")], capsys)
+    assert code == 2 and "no random labels" in err
