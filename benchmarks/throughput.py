@@ -115,6 +115,17 @@ def loop_rate(cfg: SweepConfig, data, n_seeds: int) -> tuple[float, float]:
     return n_seeds * cfg.schedule.length / dt, compile_s
 
 
+def print_rows(rows: list, ours: float, unit: str, digits: int = 0) -> None:
+    """The side-by-side table: (label, model-units/s or None, compile s or None, seeds, units) per row, each rate
+    also as grokjax's ratio to it (`ours`, the first row's rate)."""
+    print(f"  {'':44s}{f'model-{unit}/s':>15s}{'grokjax is':>12s}{'compile s':>11s}{f'seeds x {unit}':>16s}")
+    for label, rate, comp, n, e in rows:
+        r = "-" if rate is None else f"{rate:,.{digits}f}"
+        ratio = "" if rate is None or label.startswith("grokjax") else f"{ours / rate:,.{digits + 1}f}x"
+        c = "" if comp is None else f"{comp:.1f}"
+        print(f"  {label:44s}{r:>15s}{ratio:>12s}{c:>11s}{f'{n} x {e}':>16s}")
+
+
 def config_of(name: str, seeds: int, epochs: int) -> SweepConfig:
     groups, width = CONFIGS[name]
     return SweepConfig(problem=GroupsProblem(groups=groups), model=MLP2Spec(embed_dim=width, hidden_dim=width),
@@ -142,12 +153,7 @@ def bench(name: str, seeds: int, epochs: int, args, flop_rate: float, bandwidth:
         task = cfg.problem.task_of()  # the baseline takes the group task: n, train_pairs, train_labels, eval_labels
         rows.append(("PyTorch instanced, torch.optim.Adam",
                      torch_baseline.rate(task, seeds, width, width, torch_epochs, LOG_EVERY), None, seeds, torch_epochs))
-    print(f"  {'':44s}{'model-epochs/s':>15s}{'grokjax is':>12s}{'compile s':>11s}{'seeds x epochs':>16s}")
-    for label, rate, comp, n, e in rows:
-        r = "-" if rate is None else f"{rate:,.0f}"
-        ratio = "" if rate is None or label.startswith("grokjax") else f"{ours / rate:,.1f}x"
-        c = "" if comp is None else f"{comp:.1f}"
-        print(f"  {label:44s}{r:>15s}{ratio:>12s}{c:>11s}{f'{n} x {e}':>16s}")
+    print_rows(rows, ours, "epochs")
     flops, bytes_ = work_per_model_epoch(cfg, data)
     compute, memory = flop_rate / flops, bandwidth / bytes_
     limit = min(compute, memory)

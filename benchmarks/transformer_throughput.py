@@ -25,7 +25,7 @@ import jax
 from grokjax.run import runner
 from grokjax.run.challenge import grokfast_config
 from grokjax.run.sweep import with_call_width
-from throughput import engine_rate, loop_rate, matmul_rate
+from throughput import engine_rate, loop_rate, matmul_rate, print_rows
 
 
 def flops_per_step(cfg, data) -> float:
@@ -72,12 +72,7 @@ def main():
         rows.append((f"PyTorch {torch.__version__} instanced, AdamW",
                      torch_transformer.rate(data, a.seeds, a.torch_steps, cfg.schedule.batch_size, a.log_every),
                      None, a.seeds, a.torch_steps))
-    print(f"  {'':44s}{'model-steps/s':>14s}{'grokjax is':>12s}{'compile s':>11s}{'seeds x steps':>15s}")
-    for label, rate, comp, n, e in rows:
-        r = "-" if rate is None else f"{rate:,.1f}"
-        ratio = "" if rate is None or label.startswith("grokjax") else f"{ours / rate:,.2f}x"
-        c = "" if comp is None else f"{comp:.1f}"
-        print(f"  {label:44s}{r:>14s}{ratio:>12s}{c:>11s}{f'{n} x {e}':>15s}")
+    print_rows(rows, ours, "steps", digits=1)
     flops = flops_per_step(cfg, data)
     limit = flop_rate / flops
     print(f"  hardware estimate: {flops / 1e9:,.2f} GFLOP per model-step -> {limit:,.1f} model-steps/s at the "
