@@ -76,3 +76,23 @@ def test_a_small_study_end_to_end_and_its_refusals(tmp_path, capsys):
     code, _, err = run_main(experiment.main, ["--problem", "groups", "--fraction", "0.3", "0.6", "--out",
                                               str(tmp_path / "g")], capsys)
     assert code == 2 and "no random labels" in err
+
+
+def test_ungrok_and_semi_grok_detectors_on_curves_with_known_answers():
+    from grokjax.analysis.regimes import semi_grokked, ungrokked
+
+    assert ungrokked([0.99, 0.99, 0.5, np.nan], [0.4, 0.97, 0.1, 0.1]).tolist() == [True, False, False, False]
+    epochs = np.arange(0, 1000, 10)
+    t = epochs / 1000
+    fitted = np.where(epochs >= 100, 1.0, 0.5)
+    rows = {
+        "semi": (fitted, np.where(epochs >= 100, np.minimum(0.1 + t, 0.6), 0.05)),  # rises after the fit, 0.6
+        "full": (fitted, np.where(epochs >= 100, np.minimum(0.1 + 2 * t, 1.0), 0.05)),  # reaches 1
+        "flat": (fitted, np.full(len(epochs), 0.5)),  # never rose after fitting
+        "unfitted": (np.full(len(epochs), 0.9), np.where(epochs >= 100, np.minimum(0.1 + t, 0.6), 0.05)),
+        "noisy": (fitted, np.where(epochs >= 100, 0.5 + 0.2 * (np.arange(len(epochs)) % 2), 0.05)),  # unsettled
+        "diverged": (fitted, np.full(len(epochs), np.nan)),
+    }
+    got = semi_grokked(epochs, np.stack([r[0] for r in rows.values()]), np.stack([r[1] for r in rows.values()]))
+    assert dict(zip(rows, got.tolist())) == {"semi": True, "full": False, "flat": False, "unfitted": False,
+                                             "noisy": False, "diverged": False}
