@@ -12,6 +12,13 @@ generalizing runs' mean norm (the true-label runs whose held-out accuracy reache
 true-label runs that generalized (Wilson interval), and D_crit, the smallest size where the memorizing norm
 reaches the generalizing one, with a bootstrap interval over seeds. Writes OUT/efficiency.json and .npz; run the
 same command again to resume; `python experiments/figures.py OUT` draws the curves.
+
+    python experiments/circuit_efficiency.py --ungrok 0.8 --fraction 0.2 0.3 0.4 0.6 --continue-epochs 3000
+
+Ungrokking instead: train at the large fraction (OUT/large), then continue every run on each smaller nested
+fraction of `--fraction` and on the large one (`--fresh-optimizer`, or the optimizer state carried over), all in
+one program; per size and weight decay the fraction of the runs that had generalized (held-out accuracy at least
+`--threshold`) and no longer have at the end, with Wilson intervals. Writes OUT/ungrok.json and .npz.
 """
 
 import argparse
@@ -19,7 +26,7 @@ import time
 
 from grokjax.cli import add_config_options, config_from_args, grid_options, run_cli
 from grokjax.run import runner
-from grokjax.run.efficiency import run_efficiency
+from grokjax.run.efficiency import run_efficiency, run_ungrok
 
 DEFAULTS = dict(problem="modular", p=31, op="+", model="onehot_mlp", optimizer="adamw", lr=[1e-3],
                 weight_decay=[1.0], epochs=3000, log_every=100,
@@ -34,6 +41,11 @@ def main(argv=None):
     p.add_argument("--random-label-seed", type=int, default=0, help="seed of the memorizing circuit's labels (default: 0)")
     p.add_argument("--threshold", type=float, default=0.95,
                    help="held-out accuracy from which a true-label run counts as generalizing (default: 0.95)")
+    p.add_argument("--ungrok", type=float, default=None, metavar="LARGE",
+                   help="study ungrokking: train at this fraction, then continue on each --fraction")
+    p.add_argument("--continue-epochs", type=int, default=3000, help="ungrokking: epochs of the continuation "
+                                                                        "(default: 3000)")
+    p.add_argument("--fresh-optimizer", action="store_true", help="ungrokking: restart the optimizer state")
     p.add_argument("--n-seeds", type=int, default=16, help="seeds per size and weight decay (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inits (default: 0)")
     p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
@@ -44,8 +56,13 @@ def main(argv=None):
     grids = grid_options(a)
     fractions = grids.pop("fraction_grid", tuple(a.fraction))
     base = config_from_args(a, seed=a.seed, n_seeds=a.n_seeds, **grids)
-    run_efficiency(base, fractions, a.out or time.strftime("results/efficiency-%Y%m%d-%H%M%S"), a.random_label_seed,
-                   a.threshold, a.workers, a.overwrite, not a.no_progress, runner.default_cache_dir())
+    out = a.out or time.strftime("results/efficiency-%Y%m%d-%H%M%S")
+    if a.ungrok is not None:
+        run_ungrok(base, fractions, a.ungrok, out, a.continue_epochs, a.fresh_optimizer, a.threshold, a.workers,
+                   a.overwrite, not a.no_progress, runner.default_cache_dir())
+    else:
+        run_efficiency(base, fractions, out, a.random_label_seed, a.threshold, a.workers, a.overwrite,
+                       not a.no_progress, runner.default_cache_dir())
 
 
 if __name__ == "__main__":

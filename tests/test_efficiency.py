@@ -1,6 +1,8 @@
 """Circuit efficiency: the crossing of two norm curves and its bootstrap interval on curves with a known crossing,
-the norm and logit margin of a hand-built linear model, and a small study end to end."""
+the norm and logit margin of a hand-built linear model, a small study end to end; the ungrok and semi-grok
+detectors on curves with known answers; the ungrokking continuation (the large set's copy goes on bit for bit)."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -96,3 +98,24 @@ def test_ungrok_and_semi_grok_detectors_on_curves_with_known_answers():
     got = semi_grokked(epochs, np.stack([r[0] for r in rows.values()]), np.stack([r[1] for r in rows.values()]))
     assert dict(zip(rows, got.tolist())) == {"semi": True, "full": False, "flat": False, "unfitted": False,
                                              "noisy": False, "diverged": False}
+
+
+def test_ungrok_continues_each_run_on_each_smaller_set_and_the_large_one_as_if_never_stopped(tmp_path, capsys):
+    from grokjax.run.sweep import read_sweep_config, run_sweep
+
+    argv = ["--ungrok", "0.9", "--p", "5", "--fraction", "0.4", "--n-seeds", "2", "--epochs", "20", "--log-every",
+            "10", "--continue-epochs", "20", "--model", "linear", "--lr", "0.05", "--out", str(tmp_path / "u"),
+            "--no-progress", "--workers", "1"]
+    code, out, err = run_main(experiment.main, argv, capsys)
+    assert code == 0, err
+    got = np.load(tmp_path / "u" / "ungrok.npz")
+    np.testing.assert_array_equal(got["fraction"], np.float32([0.4, 0.4, 0.9, 0.9]))
+    assert got["heldout_acc"].shape == (4, 2) and got["epochs"].tolist() == [30, 40]
+    info = json.loads((tmp_path / "u" / "ungrok.json").read_text())
+    assert [(r["fraction"], r["size"]) for r in info["rows"]] == [(0.4, 10), (0.9, 22)]
+    cfg = read_sweep_config(tmp_path / "u" / "large")  # the large sweep, trained on without stopping
+    cfg = dataclasses.replace(cfg, schedule=dataclasses.replace(cfg.schedule, length=40))
+    run_sweep(cfg, tmp_path / "long", workers=1, progress=False, log=lambda *_: None, cache_dir=None)
+    long = np.load(tmp_path / "long" / "traces.npz")
+    np.testing.assert_array_equal(got["heldout_acc"][2:], long["heldout_acc"][:, -2:])
+    np.testing.assert_array_equal(got["train_acc"][2:], long["train_acc"][:, -2:])

@@ -3,11 +3,17 @@ training fractions, one on the true labels (OUT/generalizing) and one on random 
 fractions x weight decays x seeds in one program and resumable; then, per weight decay, the norm curves of both
 circuits with intervals, the fraction of true-label runs that generalized per size, and D_crit with its interval,
 written all-or-nothing as OUT/efficiency.json and OUT/efficiency.npz.
+
+Ungrokking (`run_ungrok`): a sweep on a large training fraction (OUT/large, resumable), then every run continued on
+every smaller nested fraction (and the large one, the control), sizes x weight decays x seeds in one program, the
+optimizer carried over or fresh; per size and weight decay the fraction of the runs that had generalized and no
+longer have (`grokjax.analysis.regimes`), with Wilson intervals; OUT/ungrok.json and OUT/ungrok.npz.
 """
 
 import dataclasses
 from pathlib import Path
 
+import jax
 import numpy as np
 
 from grokjax.analysis.efficiency import d_crit, mean_interval
@@ -16,8 +22,10 @@ from grokjax.errors import UserError
 from grokjax.run import runner, storage
 from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
+from grokjax.analysis.regimes import ungrokked
 from grokjax.run.specs import SweepConfig
-from grokjax.run.sweep import run_sweep
+from grokjax.run.states import continue_runs, load_states
+from grokjax.run.sweep import run_inputs, run_sweep, with_call_width
 
 PER_RUN = ("final_weight_norm", "final_train_loss", "final_mean_margin", "final_heldout_acc", "final_train_acc")
 
@@ -116,3 +124,61 @@ def format_efficiency(info: dict) -> list[str]:
             acc = "-" if r["memorizing_train_acc"] is None else f"{r['memorizing_train_acc']:.3f}"
             lines.append(f"  {r['size']:>6} {frac:>22} {cell(gn):>24} {cell(mn):>24} {acc:>15}")
     return lines
+
+
+def run_ungrok(base: SweepConfig, fractions, large: float, out, continue_epochs: int, fresh_optimizer: bool = False,
+               threshold: float = 0.95, workers: int = 0, overwrite: bool = False, progress: bool = True,
+               cache_dir: str | None = runner.default_cache_dir(), log=print) -> dict:
+    """Train `base` at fraction `large` into OUT/large (resuming), continue every run `continue_epochs` on each of
+    `fractions` (smaller) and on `large`, and write and return the ungrokking summary (see the module)."""
+    out = Path(out)
+    if any(not 0 < f < large for f in fractions):
+        raise UserError(f"The fractions to continue on must lie below the large fraction {large}.")
+    if continue_epochs % base.schedule.log_every:
+        raise UserError(f"The continuation ({continue_epochs} epochs) must be a multiple of the log interval "
+                        f"({base.schedule.log_every}).")
+    levels = sorted(set(fractions)) + [large]
+    first = with_call_width(dataclasses.replace(base, fraction_grid=(large,)))
+    after = dataclasses.replace(first, fraction_grid=tuple(levels))  # the same pool, so the same program
+    outputs = [out / "ungrok.json", out / "ungrok.npz"]
+    refuse_existing(outputs, overwrite)
+    root = out / "large"
+    resume = (root / "config.json").is_file()
+    run_sweep(first, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
+              cache_dir=cache_dir, log=log)
+    before = read_npz(root / "seeds.npz", ("final_heldout_acc", "diverged", "weight_decay", "seed"))
+    states = load_states(root, first)
+    hparams = run_inputs(first)[1]
+    n, k = first.n_runs, len(levels)
+    tiled = lambda x: np.tile(np.asarray(x), (k,) + (1,) * (np.ndim(x) - 1))  # copy c: level c // n, run c % n
+    hparams = {name: tiled(v) for name, v in hparams.items()}
+    hparams["fraction"] = np.repeat(np.float32(levels), n)
+    log(f"continuing {n} runs {continue_epochs} epochs on {k} training fractions ({k * n} copies, optimizer "
+        f"{'fresh' if fresh_optimizer else 'carried over'})")
+    _, trace = continue_runs(after, jax.tree.map(tiled, states), hparams, continue_epochs // base.schedule.log_every,
+                             fresh_optimizer, workers, cache_dir)
+    start = tiled(before["final_heldout_acc"])
+    diverged = tiled(before["diverged"]) | ~np.isfinite(trace.train_loss).all(1)
+    lost = ungrokked(start, np.where(diverged, np.nan, trace.heldout_acc[:, -1]), threshold)
+    had = (start >= threshold) & ~diverged
+    arrays = {"fraction": hparams["fraction"], "weight_decay": hparams["weight_decay"], "seed": tiled(before["seed"]),
+              "start_heldout_acc": start, "heldout_acc": trace.heldout_acc, "train_acc": trace.train_acc,
+              "weight_norm": trace.weight_norm, "ungrokked": lost, "had_generalized": had, "diverged": diverged,
+              "epochs": first.schedule.length + np.arange(1, trace.heldout_acc.shape[1] + 1) * base.schedule.log_every}
+    sizes = after.data().summary["n_train_by_fraction"]
+    table = []
+    for wd in sorted(set(first.grid()["weight_decay"])):
+        for f, size in zip(levels, sizes):
+            at = had & (arrays["weight_decay"] == np.float32(wd)) & (arrays["fraction"] == np.float32(f))
+            table.append({"weight_decay": float(wd), "fraction": float(f), "size": int(size),
+                          "had_generalized": int(at.sum()), "ungrokked": proportion(int(lost[at].sum()), int(at.sum()))})
+    info = {"threshold": threshold, "large": large, "continue_epochs": continue_epochs,
+            "fresh_optimizer": fresh_optimizer, "config": first.to_dict(), "rows": table,
+            "environment": storage.environment()}
+    write_together({outputs[0]: lambda path: storage.write_json(path, info),
+                    outputs[1]: lambda path: storage.write_arrays(path, arrays)})
+    for row in table:
+        u = row["ungrokked"]
+        frac = "-" if u["fraction"] is None else f"{u['fraction']:.2f} [{u['ci_low']:.2f}, {u['ci_high']:.2f}]"
+        log(f"weight decay {row['weight_decay']:g}, D {row['size']}: ungrokked {u['count']} of {row['had_generalized']}: {frac}")
+    return info
