@@ -19,6 +19,12 @@ Ungrokking instead: train at the large fraction (OUT/large), then continue every
 fraction of `--fraction` and on the large one (`--fresh-optimizer`, or the optimizer state carried over), all in
 one program; per size and weight decay the fraction of the runs that had generalized (held-out accuracy at least
 `--threshold`) and no longer have at the end, with Wilson intervals. Writes OUT/ungrok.json and .npz.
+
+    python experiments/circuit_efficiency.py --semi-grok --fraction 0.25 0.3 0.35 --epochs 20000
+
+Semi-grokking instead: one sweep from scratch over the fractions; per size the fraction of runs that semi-grokked
+(fitted, then held-out accuracy rose by at least 0.1 and settled between 0.2 and 0.9, moving by at most 0.05 over
+the last fifth of training) and of those that generalized, with Wilson intervals. Writes OUT/semigrok.json, .npz.
 """
 
 import argparse
@@ -26,7 +32,7 @@ import time
 
 from grokjax.cli import add_config_options, config_from_args, grid_options, run_cli
 from grokjax.run import runner
-from grokjax.run.efficiency import run_efficiency, run_ungrok
+from grokjax.run.efficiency import run_efficiency, run_semigrok, run_ungrok
 
 DEFAULTS = dict(problem="modular", p=31, op="+", model="onehot_mlp", optimizer="adamw", lr=[1e-3],
                 weight_decay=[1.0], epochs=3000, log_every=100,
@@ -41,7 +47,9 @@ def main(argv=None):
     p.add_argument("--random-label-seed", type=int, default=0, help="seed of the memorizing circuit's labels (default: 0)")
     p.add_argument("--threshold", type=float, default=0.95,
                    help="held-out accuracy from which a true-label run counts as generalizing (default: 0.95)")
-    p.add_argument("--ungrok", type=float, default=None, metavar="LARGE",
+    study = p.add_mutually_exclusive_group()
+    study.add_argument("--semi-grok", action="store_true", help="study semi-grokking over the --fraction sizes")
+    study.add_argument("--ungrok", type=float, default=None, metavar="LARGE",
                    help="study ungrokking: train at this fraction, then continue on each --fraction")
     p.add_argument("--continue-epochs", type=int, default=3000, help="ungrokking: epochs of the continuation "
                                                                         "(default: 3000)")
@@ -57,7 +65,10 @@ def main(argv=None):
     fractions = grids.pop("fraction_grid", tuple(a.fraction))
     base = config_from_args(a, seed=a.seed, n_seeds=a.n_seeds, **grids)
     out = a.out or time.strftime("results/efficiency-%Y%m%d-%H%M%S")
-    if a.ungrok is not None:
+    if a.semi_grok:
+        run_semigrok(base, fractions, out, a.threshold, a.workers, a.overwrite, not a.no_progress,
+                     runner.default_cache_dir())
+    elif a.ungrok is not None:
         run_ungrok(base, fractions, a.ungrok, out, a.continue_epochs, a.fresh_optimizer, a.threshold, a.workers,
                    a.overwrite, not a.no_progress, runner.default_cache_dir())
     else:

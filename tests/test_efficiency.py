@@ -119,3 +119,17 @@ def test_ungrok_continues_each_run_on_each_smaller_set_and_the_large_one_as_if_n
     long = np.load(tmp_path / "long" / "traces.npz")
     np.testing.assert_array_equal(got["heldout_acc"][2:], long["heldout_acc"][:, -2:])
     np.testing.assert_array_equal(got["train_acc"][2:], long["train_acc"][:, -2:])
+
+
+def test_semi_grok_study_counts_the_detector_on_its_own_traces(tmp_path, capsys):
+    from grokjax.analysis.regimes import semi_grokked
+
+    argv = ["--semi-grok", "--p", "5", "--fraction", "0.4", "0.8", "--n-seeds", "2", "--epochs", "20",
+            "--log-every", "10", "--model", "linear", "--out", str(tmp_path / "s"), "--no-progress", "--workers", "1"]
+    code, out, err = run_main(experiment.main, argv, capsys)
+    assert code == 0, err
+    info = json.loads((tmp_path / "s" / "semigrok.json").read_text())
+    traces = np.load(tmp_path / "s" / "semigrok" / "traces.npz")
+    semi = semi_grokked(traces["epochs"], traces["train_acc"], traces["heldout_acc"])
+    assert [r["semi_grokked"]["count"] for r in info["rows"]] == [int(semi[:2].sum()), int(semi[2:].sum())]
+    assert [(r["size"], r["runs"]) for r in info["rows"]] == [(10, 2), (20, 2)] and "semi-grokked" in out

@@ -8,6 +8,10 @@ Ungrokking (`run_ungrok`): a sweep on a large training fraction (OUT/large, resu
 every smaller nested fraction (and the large one, the control), sizes x weight decays x seeds in one program, the
 optimizer carried over or fresh; per size and weight decay the fraction of the runs that had generalized and no
 longer have (`grokjax.analysis.regimes`), with Wilson intervals; OUT/ungrok.json and OUT/ungrok.npz.
+
+Semi-grokking (`run_semigrok`): one sweep from scratch over the fractions (OUT/semigrok, resumable); per size and
+weight decay the fraction of runs that semi-grokked by the rule of `grokjax.analysis.regimes` and of those that
+fully generalized, with Wilson intervals; OUT/semigrok.json and OUT/semigrok.npz.
 """
 
 import dataclasses
@@ -22,7 +26,7 @@ from grokjax.errors import UserError
 from grokjax.run import runner, storage
 from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
-from grokjax.analysis.regimes import ungrokked
+from grokjax.analysis.regimes import semi_grokked, ungrokked
 from grokjax.run.specs import SweepConfig
 from grokjax.run.states import continue_runs, load_states
 from grokjax.run.sweep import run_inputs, run_sweep, with_call_width
@@ -181,4 +185,40 @@ def run_ungrok(base: SweepConfig, fractions, large: float, out, continue_epochs:
         u = row["ungrokked"]
         frac = "-" if u["fraction"] is None else f"{u['fraction']:.2f} [{u['ci_low']:.2f}, {u['ci_high']:.2f}]"
         log(f"weight decay {row['weight_decay']:g}, D {row['size']}: ungrokked {u['count']} of {row['had_generalized']}: {frac}")
+    return info
+
+
+def run_semigrok(base: SweepConfig, fractions, out, threshold: float = 0.95, workers: int = 0, overwrite: bool = False,
+                 progress: bool = True, cache_dir: str | None = runner.default_cache_dir(), log=print) -> dict:
+    """Train `base` over `fractions` from scratch into OUT/semigrok (resuming) and write and return the
+    semi-grokking summary (see the module)."""
+    out = Path(out)
+    cfg = dataclasses.replace(base, fraction_grid=tuple(sorted(set(fractions))))
+    outputs = [out / "semigrok.json", out / "semigrok.npz"]
+    refuse_existing(outputs, overwrite)
+    root = out / "semigrok"
+    resume = (root / "config.json").is_file()
+    run_sweep(cfg, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
+              cache_dir=cache_dir, log=log)
+    traces = read_npz(root / "traces.npz", ("epochs", "train_acc", "heldout_acc"))
+    seeds = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged", "final_heldout_acc"))
+    semi = semi_grokked(traces["epochs"], traces["train_acc"], traces["heldout_acc"]) & ~seeds["diverged"]
+    full = (seeds["final_heldout_acc"] >= threshold) & ~seeds["diverged"]
+    table = []
+    for wd in sorted(set(cfg.grid()["weight_decay"])):
+        for f, size in zip(cfg.fraction_grid, cfg.data().summary["n_train_by_fraction"]):
+            at = ~seeds["diverged"] & (seeds["weight_decay"] == np.float32(wd)) & (seeds["fraction"] == np.float32(f))
+            table.append({"weight_decay": float(wd), "fraction": float(f), "size": int(size), "runs": int(at.sum()),
+                          "semi_grokked": proportion(int(semi[at].sum()), int(at.sum())),
+                          "generalized": proportion(int(full[at].sum()), int(at.sum()))})
+    info = {"threshold": threshold, "config": cfg.to_dict(), "rows": table, "environment": storage.environment()}
+    arrays = {"semi_grokked": semi, "generalized": full, "fraction": seeds["fraction"],
+              "weight_decay": seeds["weight_decay"]}
+    write_together({outputs[0]: lambda path: storage.write_json(path, info),
+                    outputs[1]: lambda path: storage.write_arrays(path, arrays)})
+    for row in table:
+        sg, g = row["semi_grokked"], row["generalized"]
+        cell = lambda u: "-" if u["fraction"] is None else f"{u['fraction']:.2f} [{u['ci_low']:.2f}, {u['ci_high']:.2f}]"
+        log(f"weight decay {row['weight_decay']:g}, D {row['size']}: semi-grokked {cell(sg)}, generalized {cell(g)} "
+            f"of {row['runs']} runs")
     return info
