@@ -87,8 +87,8 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
                    help="modular: random (a --fraction drawn with --data-seed) or thread (the grokking challenge "
                         "generator's split) (default: %(default)s)")
     g.add_argument("--label-seed", type=int, default=mod.label_seed,
-                   help="modular: permute the table's labels with this seed (random labels; default: -1, the "
-                        "operation's)")
+                   help="random labels: permute the table's labels with this seed (modular; for groups, the "
+                        "first group's table labels the training pairs) (default: -1, the true labels)")
     g = p.add_argument_group("problem: groups on shared labels")
     g.add_argument("--groups", nargs="+", default=list(d.groups), metavar="SPEC",
                    help="group specs on shared labels, e.g. 'S(4)' 'times(A(4),Z(2))' (default: %(default)s)")
@@ -195,7 +195,8 @@ def config_from_args(a, schedule=None, **run):
         problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed, a.label_seed)
     else:
         fraction = GroupsProblem.fraction if given is None else given
-        problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed)
+        problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed,
+                                a.label_seed)
     optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, alpha, lam,
                               a.filter_window, a.ortho)
     return SweepConfig(problem=problem, model=model, optimizer=optimizer, schedule=schedule,
@@ -221,6 +222,7 @@ def config_options(c) -> dict:
         problem = dict(problem="modular", p=p.p, op=p.op, split=p.split, label_seed=p.label_seed)
     else:
         problem = dict(problem="groups", groups=list(p.groups), task=p.task, group_fractions=list(p.group_fractions),
+                       label_seed=p.label_seed,
                        iid_group=p.iid_group)
     return dict(
         **problem, fraction=list(c.fraction_grid or [p.fraction]), data_seed=p.data_seed, model=m.kind, embed_dim=getattr(m, "embed_dim", None),

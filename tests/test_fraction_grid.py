@@ -116,3 +116,15 @@ def test_fraction_grids_are_full_batch_and_need_a_fraction():
         dataclasses.replace(config((0.3, 0.8)), schedule=Schedule(length=20, log_every=10, batch_size=4))
     with pytest.raises(UserError, match="must lie in"):
         config((0.3, 1.5))
+
+
+def test_group_random_labels_are_fixed_per_pair_so_their_sets_nest():
+    problem = GroupsProblem(S3_VS_A3Z2, "intersection_fraction", data_seed=1, label_seed=2)
+    data = nested_data(problem, FRACTIONS)
+    true = nested_data(dataclasses.replace(problem, label_seed=-1), FRACTIONS)
+    np.testing.assert_array_equal(data.train_idx, true.train_idx)
+    table = GroupsProblem(S3_VS_A3Z2).task_of().groups[0].table.reshape(-1)
+    np.testing.assert_array_equal(data.train_labels, table[np.random.default_rng(2).permutation(table.size)][data.train_idx])
+    assert not np.array_equal(data.train_labels, true.train_labels)
+    with pytest.raises(UserError, match="does not depend on its fraction"):
+        nested_data(GroupsProblem(S3_VS_A3Z2), (0.3, 0.6))

@@ -101,7 +101,10 @@ def build_task(groups, kind="intersection", fraction=1.0, group_fractions=(), ii
 class GroupsProblem(Spec):
     """Groups on shared labels (specs of `grokjax.problems.groups.parse_group`) and the training set to draw.
 
-    Defaults are the published ambiguous task: S(4) vs A(4) x Z(2) on their whole intersection.
+    Defaults are the published ambiguous task: S(4) vs A(4) x Z(2) on their whole intersection. With
+    `label_seed` >= 0 the training labels are random (Varma et al.'s memorizing circuit): every pair's label is
+    that of the first group's table permuted by `np.random.default_rng(label_seed)`, fixed per pair whatever the
+    training set; the evaluation sets stay the groups' tables.
     """
 
     kind: ClassVar[str] = "groups"
@@ -111,12 +114,16 @@ class GroupsProblem(Spec):
     group_fractions: tuple[float, ...] = ()
     iid_group: int = 0
     data_seed: int = 0
+    label_seed: int = -1
 
     def __post_init__(self):
         if not self.groups:
             raise UserError("At least one group is needed.")
         if not 0 <= self.data_seed < 2**32:
             raise UserError(f"The data seed must be an integer in [0, 2**32), got {self.data_seed}.")
+        if type(self.label_seed) is not int or not -1 <= self.label_seed < 2**32:
+            raise UserError(f"The label seed must be -1 (true labels) or an integer in [0, 2**32), got "
+                            f"{self.label_seed!r}.")
 
     def task_of(self) -> Task:
         """Parse the groups and build the training set; every bad input is a UserError."""
@@ -129,8 +136,12 @@ class GroupsProblem(Spec):
         n = task.n
         pairs = np.stack(np.divmod(np.arange(n * n, dtype=np.int32), np.int32(n)), axis=1)
         names = tuple(g.name for g in task.groups)
-        return Data(inputs=pairs, vocab=n, n_classes=n, train_idx=task.train_pairs, train_labels=task.train_labels,
+        labels = task.train_labels
+        if self.label_seed >= 0:
+            table = task.groups[0].table.reshape(-1)
+            labels = table[np.random.default_rng(self.label_seed).permutation(table.size)][task.train_pairs]
+        return Data(inputs=pairs, vocab=n, n_classes=n, train_idx=task.train_pairs, train_labels=labels,
                     eval_labels=task.eval_labels, eval_names=names,
                     summary={"n": n, "n_train": task.n_train, "group_names": list(names)},
-                    arrays={"train_pairs": task.train_pairs, "train_labels": task.train_labels,
+                    arrays={"train_pairs": task.train_pairs, "train_labels": labels,
                             "tables": np.stack([g.table for g in task.groups])})

@@ -36,5 +36,9 @@ def nested_data(problem, fractions) -> Data:
                             f"not nested (a smaller set is not inside every larger one): use a random split.")
         entry[at] = np.float32(f)  # the run's fraction reaches the trainer as this float32
     sizes = [b.n_train for b in builds]
+    if any(a >= b for a, b in zip(sizes, sizes[1:])):
+        raise UserError(f"The swept fractions do not all give different training sets ({', '.join(map(str, sizes))} "
+                        f"points): this problem's training set does not depend on its fraction, or the fractions "
+                        f"are too close for its {pool.n_train} points.")
     summary = {**pool.summary, "fraction_grid": levels, "n_train_by_fraction": sizes}
     return dataclasses.replace(pool, train_entry=entry, summary=summary, arrays={**pool.arrays, "train_entry": entry})

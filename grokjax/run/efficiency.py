@@ -37,7 +37,7 @@ PER_RUN = ("final_weight_norm", "final_train_loss", "final_mean_margin", "final_
 def circuit_configs(base: SweepConfig, fractions, label_seed: int = 0) -> dict:
     """The generalizing (true labels) and memorizing (labels permuted by `label_seed`) sweeps over `fractions`."""
     if not hasattr(base.problem, "label_seed"):
-        raise UserError(f"The {base.problem.kind} problem has no random labels: use --problem modular.")
+        raise UserError(f"The {base.problem.kind} problem has no random labels.")
     if len(fractions) < 2:
         raise UserError("Give at least two training fractions, so that there is a curve to cross.")
     gen = dataclasses.replace(base, fraction_grid=tuple(fractions), problem=dataclasses.replace(base.problem,
