@@ -586,7 +586,9 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
             _barrier("grokjax-sweep-planned")  # every process has its list before any writes a chunk
             grid = f" x {cfg.n_grid} grid points" if cfg.n_grid > 1 else ""
             hosts = f" on each of {jax.process_count()} processes" if jax.process_count() > 1 else ""
-            log(f"{data.n_train} training points of {data.n_points}; {cfg.model.kind} on {cfg.problem.kind}: "
+            sizes = data.summary.get("n_train_by_fraction")
+            points = f"{data.n_train}" if sizes is None else f"nested training sets of {', '.join(map(str, sizes))}"
+            log(f"{points} training points of {data.n_points}; {cfg.model.kind} on {cfg.problem.kind}: "
                 f"{', '.join(data.eval_names)}; {cfg.n_seeds} seeds{grid} x {cfg.schedule.length} {cfg.schedule.unit} "
                 f"on {jax.devices()[0].platform}{hosts}; writing to {root}"
                 + (" (beside the old results, which stay until the new ones are complete)" if work == stage else ""))
