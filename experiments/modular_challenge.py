@@ -21,6 +21,7 @@ printed beside the paper's steps to 95% (39,890, 790 and 910, one run each).
 """
 
 import argparse
+import dataclasses
 import time
 
 from grokjax.cli import run_cli
@@ -45,6 +46,9 @@ def main(argv=None):
     p.add_argument("--log-every", type=int, default=None,
                    help="steps between validation accuracies (default: 50; 10 with --preset)")
     p.add_argument("--n-seeds", type=int, default=64, help="seeds per setting (default: 64)")
+    p.add_argument("--seeds-per-call", type=int, default=0,
+                   help="runs per compiled call (default: 0, the runner's choice by memory; a call is padded to it, "
+                        "so with few seeds a smaller width saves time; a run's numbers depend on it)")
     p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
     p.add_argument("--out", default=None, help="output directory (default: results/challenge-YYYYmmdd-HHMMSS)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier leaderboard and its sweeps")
@@ -56,6 +60,7 @@ def main(argv=None):
             GROKFAST_PUBLISHED
     else:
         base, table, published = base_config(a.p, a.op, a.split, a.steps or 3000, a.log_every or 50, a.n_seeds), METHODS, None
+    base = dataclasses.replace(base, seeds_per_call=a.seeds_per_call)
     run_challenge(base, a.out or time.strftime("results/challenge-%Y%m%d-%H%M%S"), tuple(a.methods or table),
                   a.workers, a.overwrite, not a.no_progress, None if a.no_compile_cache else runner.default_cache_dir(),
                   table=table, published=published)
