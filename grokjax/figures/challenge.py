@@ -53,7 +53,7 @@ def validation_curves(board: dict, root: Path) -> Figure:
         q25, median, q75 = np.nanpercentile(acc, [25, 50, 75], axis=0)
         ax.fill_between(traces["epochs"], q25, q75, color=f"C{i}", alpha=0.2, linewidth=0)
         ax.plot(traces["epochs"], median, color=f"C{i}", label=f"{method} ({len(acc)})")
-    ax.set_xlabel("step (full batch)")
+    ax.set_xlabel("optimizer step")
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
