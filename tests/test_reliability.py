@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tracemalloc
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -232,7 +233,11 @@ def test_corrupt_chunks_are_discarded_and_trained_again(tmp_path, capsys, monkey
     monkeypatch.setattr(outdir, "_hook", None)
     first, second = sorted((out / "chunks").glob("runs_*"))
     data = bytearray(first.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped bit of the arrays: the zip's CRC no longer matches
+    with zipfile.ZipFile(first) as z:  # one flipped byte inside the largest array: its CRC no longer matches
+        info = max(z.infolist(), key=lambda i: i.compress_size)
+    name_and_extra = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little") + \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[info.header_offset + 30 + name_and_extra + info.compress_size // 2] ^= 0xFF
     first.write_bytes(bytes(data))
     second.write_bytes(second.read_bytes()[:200])  # cut short
     code, _, err = cli(["--out", str(out), "--resume", "--no-progress"], capsys)
