@@ -18,7 +18,7 @@ def is_efficiency_results(results_dir) -> bool:
 def efficiency_curves(info: dict) -> Figure:
     """One column per weight decay: norms against D (top), generalized fraction against D (bottom)."""
     columns = info["weight_decays"]
-    fig = Figure(figsize=(4.5 * len(columns), 6.5), layout="constrained")
+    fig = Figure(figsize=(max(7.0, 4.5 * len(columns)), 6.5), layout="constrained")
     axes = np.asarray(fig.subplots(2, len(columns), sharex=True, squeeze=False))
     for j, w in enumerate(columns):
         rows, top, bottom = w["sizes"], axes[0, j], axes[1, j]
