@@ -16,8 +16,8 @@ OUT/figures.
 
 import argparse
 
-from grokjax.analysis.erf_fit import DEFAULT_ITERATIONS, DEFAULT_MIN_R2, DEFAULT_TOL
 from grokjax.cli import run_cli
+from grokjax.run.fits import add_fit_options
 from grokjax.run.concealed_parity import PAPER, run_study
 
 
@@ -39,9 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=PAPER["batch_size"], help="(default: %(default)s)")
     p.add_argument("--epochs", type=int, default=PAPER["epochs"], help="(default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="epochs between metrics (default: %(default)s)")
-    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="fit iterations (default: %(default)s)")
-    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2, help="least R^2 of a fit (default: %(default)s)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="fit convergence tolerance (default: %(default)s)")
+    add_fit_options(p)
     p.add_argument("--workers", type=int, default=1,
                    help="on a one-device CPU, worker processes for the training calls (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="fit again even where fits are saved")

@@ -14,9 +14,8 @@ does nothing; --overwrite fits again.
 
 import argparse
 
-from grokjax.analysis.erf_fit import DEFAULT_ITERATIONS, DEFAULT_MIN_R2, DEFAULT_TOL
 from grokjax.cli import run_cli
-from grokjax.run.fits import run_fits
+from grokjax.run.fits import add_fit_options, run_fits
 
 
 def parse_args(argv=None):
@@ -24,13 +23,7 @@ def parse_args(argv=None):
     p.add_argument("results_dir", help="directory of a finished sweep")
     p.add_argument("--chance", type=float, default=None,
                    help="chance accuracy c of every curve (default: 1/K for the problem's K classes)")
-    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
-                   help="Levenberg-Marquardt iterations per curve (default: %(default)s)")
-    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2,
-                   help="a fit with a lower R^2 is reported as not fitted (default: %(default)s)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL,
-                   help="convergence: the largest cosine between the residual and a Jacobian column "
-                        "(default: %(default)s)")
+    add_fit_options(p)
     p.add_argument("--workers", type=int, default=1,
                    help="on a one-device CPU, worker processes for the compiled calls (default: %(default)s; fitting "
                         "is fast, a worker's start is not)")

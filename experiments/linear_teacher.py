@@ -18,9 +18,9 @@ while that is below epsilon; --ratio n_over_d takes the values as N / d_in, wher
 
 import argparse
 
-from grokjax.analysis.erf_fit import DEFAULT_ITERATIONS, DEFAULT_MIN_R2, DEFAULT_TOL
 from grokjax.analysis.linear_teacher import LinearTeacher
 from grokjax.cli import run_cli
+from grokjax.run.fits import add_fit_options
 from grokjax.run.linear_teacher import PAPER_LAMBDAS, RATIOS, run_linear_teacher
 
 D = LinearTeacher()
@@ -46,9 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=100000, help="gradient descent steps (default: %(default)s)")
     p.add_argument("--n-logs", type=int, default=300, help="about this many logs, half geometric, half even "
                                                            "(default: %(default)s)")
-    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS, help="fit iterations (default: %(default)s)")
-    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2, help="least R^2 of a fit (default: %(default)s)")
-    p.add_argument("--tol", type=float, default=DEFAULT_TOL, help="fit convergence tolerance (default: %(default)s)")
+    add_fit_options(p)
     p.add_argument("--runs-per-call", type=int, default=None, help="runs per compiled call (default: the runner's)")
     p.add_argument("--workers", type=int, default=1,
                    help="on a one-device CPU, worker processes for the calls (default: %(default)s; 0: one per core)")

@@ -22,7 +22,7 @@ from grokjax.run import runner, storage
 from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
 from grokjax.run.specs import SweepConfig
-from grokjax.run.sweep import run_sweep
+from grokjax.run.sweep import run_stage
 from grokjax.train import Schedule
 
 THRESHOLDS = (0.95, 0.99)
@@ -117,9 +117,7 @@ def run_challenge(base: SweepConfig, out, methods=tuple(METHODS), workers: int =
             cfg = setting_config(base, setting)
             root = out / method / str(k)
             log(f"{method} {k}: {json.dumps(setting)} -> {root}")
-            resume = (root / "config.json").is_file()
-            run_sweep(cfg, root, resume=resume, overwrite=overwrite and not resume, progress=progress,
-                      workers=workers, cache_dir=cache_dir, log=log)
+            run_stage(cfg, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir, log=log)
             for g, (hp, s95, s99) in enumerate(_runs_of(root, cfg)):
                 i = len(settings[method])
                 settings[method].append({**setting, **hp, "dir": f"{method}/{k}", "grid_index": g})

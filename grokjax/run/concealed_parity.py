@@ -23,7 +23,7 @@ from grokjax.run import fits, runner
 from grokjax.run.outdir import guard, locked
 from grokjax.run.results import read_npz
 from grokjax.run.specs import SweepConfig
-from grokjax.run.sweep import run_sweep
+from grokjax.run.sweep import run_stage
 from grokjax.train import Schedule
 
 PAPER = {"k": 3, "n_bits": tuple(range(25, 46)), "n_train": 750, "n_val": 250, "hidden_dim": 1000, "lr": 1e-2,
@@ -61,8 +61,7 @@ def train_sweeps(out: Path, configs: dict, a, log=print) -> dict:
     for n, cfg in configs.items():
         root = out / f"n_{n}"
         log(f"n = {n}: {cfg.n_seeds} seeds -> {root}")
-        resume = (root / "config.json").is_file()
-        run_sweep(cfg, root, resume=resume, progress=not a.no_progress, workers=a.workers, log=log,
+        run_stage(cfg, root, progress=not a.no_progress, workers=a.workers, log=log,
                   cache_dir=runner.default_cache_dir())
         fits.run_fits(argparse.Namespace(**{**vars(fit_options(a)), "results_dir": str(root)}), log=log)
         dirs[n] = root

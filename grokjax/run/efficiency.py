@@ -29,7 +29,7 @@ from grokjax.run.results import read_npz
 from grokjax.analysis.regimes import semi_grokked, ungrokked
 from grokjax.run.specs import SweepConfig
 from grokjax.run.states import continue_runs, load_states
-from grokjax.run.sweep import run_inputs, run_sweep, with_call_width
+from grokjax.run.sweep import run_inputs, run_stage, with_call_width
 
 PER_RUN = ("final_weight_norm", "final_train_loss", "final_mean_margin", "final_heldout_acc", "final_train_acc")
 
@@ -93,16 +93,14 @@ def run_efficiency(base: SweepConfig, fractions, out, label_seed: int = 0, thres
     seeds = {}
     for name, cfg in configs.items():
         root = out / name
-        resume = (root / "config.json").is_file()
         log(f"{name} circuit -> {root}")
-        run_sweep(cfg, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
-                  cache_dir=cache_dir, log=log)
+        run_stage(cfg, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir, log=log)
         seeds[name] = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged") + PER_RUN)
-    gen_cfg = configs["generalizing"]
-    fractions, sizes = sorted(set(gen_cfg.fraction_grid)), gen_cfg.data().summary["n_train_by_fraction"]
+    gen_cfg, data = configs["generalizing"], configs["generalizing"].data()
+    fractions, sizes = sorted(set(gen_cfg.fraction_grid)), data.summary["n_train_by_fraction"]
     table = summarize_circuits(seeds["generalizing"], seeds["memorizing"], fractions,
                                sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold)
-    info = {"threshold": threshold, "label_seed": label_seed, "sizes": sizes, "n_points": gen_cfg.data().n_points, "config": base.to_dict(), "weight_decays": table,
+    info = {"threshold": threshold, "label_seed": label_seed, "sizes": sizes, "n_points": data.n_points, "config": base.to_dict(), "weight_decays": table,
             "environment": storage.environment()}
     arrays = {f"{name}/{k}": v for name, s in seeds.items() for k, v in s.items()}
     write_together({outputs[0]: lambda path: storage.write_json(path, info),
@@ -147,9 +145,7 @@ def run_ungrok(base: SweepConfig, fractions, large: float, out, continue_epochs:
     outputs = [out / "ungrok.json", out / "ungrok.npz"]
     refuse_existing(outputs, overwrite)
     root = out / "large"
-    resume = (root / "config.json").is_file()
-    run_sweep(first, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
-              cache_dir=cache_dir, log=log)
+    run_stage(first, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir, log=log)
     before = read_npz(root / "seeds.npz", ("final_heldout_acc", "diverged", "weight_decay", "seed"))
     states = load_states(root, first)
     hparams = run_inputs(first)[1]
@@ -197,16 +193,14 @@ def run_semigrok(base: SweepConfig, fractions, out, threshold: float = 0.95, wor
     outputs = [out / "semigrok.json", out / "semigrok.npz"]
     refuse_existing(outputs, overwrite)
     root = out / "semigrok"
-    resume = (root / "config.json").is_file()
-    run_sweep(cfg, root, resume=resume, overwrite=overwrite and not resume, progress=progress, workers=workers,
-              cache_dir=cache_dir, log=log)
+    run_stage(cfg, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir, log=log)
     traces = read_npz(root / "traces.npz", ("epochs", "train_acc", "heldout_acc"))
     seeds = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged", "final_heldout_acc"))
     semi = semi_grokked(traces["epochs"], traces["train_acc"], traces["heldout_acc"]) & ~seeds["diverged"]
     full = (seeds["final_heldout_acc"] >= threshold) & ~seeds["diverged"]
-    table = []
+    table, sizes = [], cfg.data().summary["n_train_by_fraction"]
     for wd in sorted(set(cfg.grid()["weight_decay"])):
-        for f, size in zip(cfg.fraction_grid, cfg.data().summary["n_train_by_fraction"]):
+        for f, size in zip(cfg.fraction_grid, sizes):
             at = ~seeds["diverged"] & (seeds["weight_decay"] == np.float32(wd)) & (seeds["fraction"] == np.float32(f))
             table.append({"weight_decay": float(wd), "fraction": float(f), "size": int(size), "runs": int(at.sum()),
                           "semi_grokked": proportion(int(semi[at].sum()), int(at.sum())),

@@ -131,6 +131,17 @@ def sweep_curves(sweep: dict, n_classes: int) -> tuple[dict, dict, list]:
     return curves, {k: 1.0 / n_classes for k in curves}, [(k, k, "train") for k in curves if k != "train"]
 
 
+def add_fit_options(p) -> None:
+    """The fitter's options (`--iterations`, `--min-r2`, `--tol`) on an argparse parser, for every script that fits."""
+    p.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS,
+                   help="Levenberg-Marquardt iterations per curve (default: %(default)s)")
+    p.add_argument("--min-r2", type=float, default=DEFAULT_MIN_R2,
+                   help="a fit with a lower R^2 is reported as not fitted (default: %(default)s)")
+    p.add_argument("--tol", type=float, default=DEFAULT_TOL,
+                   help="convergence: the largest cosine between the residual and a Jacobian column "
+                        "(default: %(default)s)")
+
+
 def settings_of(a) -> dict:
     return {"iterations": a.iterations, "min_r2": a.min_r2, "tol": a.tol, "chance": a.chance}
 

@@ -205,6 +205,14 @@ def read_sweep_config(root) -> SweepConfig:
     return read_config(saved, str(Path(root) / "config.json"))
 
 
+def run_stage(cfg: SweepConfig, out_dir, overwrite: bool = False, **options) -> dict:
+    """`run_sweep` of one stage of a larger study (a challenge's setting, an efficiency circuit, ...): resumed, or
+    found complete, if `out_dir` already holds a sweep's config; else trained, replacing an old directory only with
+    `overwrite`. So running a study's command again continues where it stopped."""
+    started = (Path(out_dir) / "config.json").is_file()
+    return run_sweep(cfg, out_dir, resume=started, overwrite=overwrite and not started, **options)
+
+
 def read_resumable_config(root) -> SweepConfig:
     """The config `--resume --out root` continues: that of an interrupted `--overwrite` of `root` (its new sweep,
     staged beside it) if there is one, else that of `root`."""

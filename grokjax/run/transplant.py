@@ -21,7 +21,7 @@ from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
 from grokjax.run.specs import SweepConfig
 from grokjax.run.states import continue_runs, load_states
-from grokjax.run.sweep import diverged_runs, flat_outputs, run_inputs, run_sweep, with_call_width
+from grokjax.run.sweep import diverged_runs, flat_outputs, run_inputs, run_stage, with_call_width
 
 
 def source_config(cfg: SweepConfig, group: int, fraction: float, epochs: int) -> SweepConfig:
@@ -57,9 +57,7 @@ def run_transplant(cfg: SweepConfig, out, epochs_before: int, source_fraction: f
         root = out / f"source_{g}"
         print(f"phase 1: {cfg.n_runs} runs on {source_fraction:g} of {name}'s table for {epochs_before} epochs "
               f"-> {root}")
-        started = (root / "config.json").is_file()
-        run_sweep(src_cfg, root, resume=started, overwrite=overwrite and not started, progress=progress,
-                  workers=workers, cache_dir=cache_dir)
+        run_stage(src_cfg, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir)
         states = load_states(root, src_cfg)
         before = read_npz(root / "traces.npz", ("group_acc",))["group_acc"][:, -1, g]
         after_cfg = dataclasses.replace(cfg, seeds_per_call=src_cfg.seeds_per_call)
