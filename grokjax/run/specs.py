@@ -102,8 +102,8 @@ class SweepConfig(Spec):
 
     def grid(self) -> dict[str, list[float]]:
         """Every grid axis's value at every grid point, the first axis varying slowest."""
-        default = lambda name: self.problem.fraction if name == "fraction" else getattr(self.optimizer, name)
-        axes = [getattr(self, f"{name}_grid") or (default(name),) for name in self.grid_axes()]
+        # an optimizer axis without a grid is its own value; "fraction" is an axis only with its grid
+        axes = [getattr(self, f"{name}_grid") or (getattr(self.optimizer, name),) for name in self.grid_axes()]
         points = list(itertools.product(*axes))
         return {name: [p[i] for p in points] for i, name in enumerate(self.grid_axes())}
 
