@@ -205,9 +205,9 @@ def config_from_args(a, schedule=None, **run):
 
 def grid_options(a) -> dict:
     """The SweepConfig grid fields of parsed grid options: an option given several values is a grid axis."""
-    from grokjax.run.grid import GRID_AXES
+    from grokjax.run.grid import GRID_FIELDS
 
-    return {f"{name}_grid": tuple(getattr(a, name)) for name in GRID_AXES if len(getattr(a, name) or ()) > 1}
+    return {f"{name}_grid": tuple(getattr(a, name)) for name in GRID_FIELDS if len(getattr(a, name) or ()) > 1}
 
 
 def config_options(c) -> dict:

@@ -10,7 +10,9 @@ the last one smaller (PyTorch's DataLoader with shuffle=True, drop_last=False). 
 vary (learning rate, weight decay) are arrays in `hparams`, not constants, so changing them does not recompile.
 So is the training fraction of a sweep over fractions (`Data.train_entry`): every run sees the same pool of
 points and trains, full batch, on those with `train_entry <= hparams["fraction"]`, a mask; its metrics (train
-loss, accuracy and margin, held-out accuracy) are of its own training set.
+loss, accuracy and margin, held-out accuracy) are of its own training set. Likewise a sweep over problems on the
+same points (`Data.variants`): run `hparams["variant"]` trains, full batch, on its variant's mask of the pool with
+its labels, and is evaluated on its variant's sets.
 """
 
 from dataclasses import dataclass
@@ -113,9 +115,10 @@ class Trainer(NamedTuple):
     step: Callable  # (state, hparams) -> state after one optimizer update
     advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
     train: Callable  # (key, hparams) -> (final state, trace including time 0, kept states or None)
-    metrics: Callable  # (params, fraction=None) -> Metrics (the run's fraction with `Data.train_entry`)
+    metrics: Callable  # (params, hparams=None) -> Metrics (the run's fraction or variant from `hparams`)
     apply: Callable  # (params, inputs) -> logits
-    loss: Callable  # (params, active=None) -> (mean train loss, every train point correct), over `active` points
+    loss: Callable  # (params, active=None, labels=None) -> (mean train loss, every train point correct), over
+    # the `active` pool points with `labels` (default: all, with the problem's labels)
 
 
 def make_trainer(data: Data, cfg) -> Trainer:
@@ -127,9 +130,15 @@ def make_trainer(data: Data, cfg) -> Trainer:
     eval_y = jnp.asarray(data.eval_labels)
     heldout_idx, disagree_idx = point_subsets(data)
     entry = None if data.train_entry is None else jnp.asarray(data.train_entry)
-    if entry is not None and sched.batch_size:
-        raise UserError("A sweep over training fractions trains full batch (minibatches of per-run subsets are not "
-                        "supported).")
+    variants = data.variants
+    if (entry is not None or variants is not None) and sched.batch_size:
+        raise UserError("A sweep over training fractions or problems trains full batch (minibatches of per-run "
+                        "subsets are not supported).")
+    if entry is not None and variants is not None:
+        raise UserError("A sweep cannot vary both the training fraction and the problem.")
+    if variants is not None:
+        variant_y, variant_mask = jnp.asarray(variants.train_labels), jnp.asarray(variants.train_mask)
+        variant_eval = jnp.asarray(variants.eval_labels)
     agree = jnp.asarray(np.all(data.eval_labels == data.eval_labels[:1], 0))
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
@@ -141,17 +150,22 @@ def make_trainer(data: Data, cfg) -> Trainer:
         with jax.default_matmul_precision(cfg.matmul_precision):
             return model.apply(params, inputs)
 
-    def active_points(hparams):
-        """The run's training points among `train_idx` (a mask with `Data.train_entry`, else None: all)."""
-        return None if entry is None else entry <= hparams["fraction"]
+    def run_problem(hparams):
+        """The run's (training labels of the pool, its training points among them or None: all, evaluation
+        labels): with `Data.train_entry` a mask by its fraction, with `Data.variants` its variant's."""
+        if variants is not None:
+            v = hparams["variant"].astype(jnp.int32)
+            return variant_y[v], variant_mask[v], variant_eval[v]
+        return train_y, None if entry is None else entry <= hparams["fraction"], eval_y
 
-    def loss_fn(params, active=None):
+    def loss_fn(params, active=None, labels=None):
+        labels = train_y if labels is None else labels
         logits = apply(params, train_in)
-        true = jnp.take_along_axis(logits, train_y[:, None], -1)[:, 0]
+        true = jnp.take_along_axis(logits, labels[:, None], -1)[:, 0]
         if active is None:
-            return jnp.mean(per_point(logits, train_y)), jnp.all(true >= logits.max(-1))
+            return jnp.mean(per_point(logits, labels)), jnp.all(true >= logits.max(-1))
         weight = active.astype(logits.dtype)
-        mean = jnp.sum(weight * per_point(logits, train_y)) / jnp.sum(weight)
+        mean = jnp.sum(weight * per_point(logits, labels)) / jnp.sum(weight)
         return mean, jnp.all((true >= logits.max(-1)) | ~active)
 
     def batch_loss(params, rows, weight):
@@ -182,7 +196,8 @@ def make_trainer(data: Data, cfg) -> Trainer:
             weight = (within * batch + jnp.arange(batch) < n_train).astype(jnp.float32)
             (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight)
         else:
-            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, active_points(hparams))
+            labels, active, _ = run_problem(hparams)
+            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, active, labels)
         fit_epoch = jnp.where((state.fit_epoch < 0) & fitted, state.epoch, state.fit_epoch)
         updates, opt_state = optimizer(hparams, state.params).update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch,
@@ -196,20 +211,23 @@ def make_trainer(data: Data, cfg) -> Trainer:
         order = epoch_order(state)
         return jax.lax.scan(lambda s, _: (step(s, hparams, order), None), state, length=per_unit)[0]
 
-    def metrics(params, fraction=None) -> Metrics:
+    def metrics(params, hparams=None) -> Metrics:
         """Metrics of one model; a point counts as correct when its true logit is the largest. With
-        `Data.train_entry`, of the run's training set at `fraction`."""
+        `Data.train_entry` or `Data.variants`, of the run's own training set and evaluation sets (by `hparams`)."""
+        masked = entry is not None or variants is not None
+        if masked and hparams is None:
+            raise ValueError("The metrics of a sweep over training fractions or problems need the run's hparams.")
+        labels, active, sets = run_problem(hparams) if masked else (train_y, None, eval_y)
         logits = apply(params, full_in)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
-        group_true = jnp.take_along_axis(logits[None], eval_y[..., None], -1)[..., 0]  # (sets, n_points)
+        group_true = jnp.take_along_axis(logits[None], sets[..., None], -1)[..., 0]  # (sets, n_points)
         train_logits = logits[train_idx]
-        true = jnp.take_along_axis(train_logits, train_y[:, None], -1)[:, 0]
-        others = jnp.where(jax.nn.one_hot(train_y, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
+        true = jnp.take_along_axis(train_logits, labels[:, None], -1)[:, 0]
+        others = jnp.where(jax.nn.one_hot(labels, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
         correct = group_true >= top  # (sets, n_points)
+        if masked:
+            return masked_metrics(params, active, sets, lse, top, group_true, true, others, correct)
         subset_mean = lambda x, idx: jnp.mean(x[..., idx], -1) if len(idx) else jnp.full(x.shape[:-1], jnp.nan)
-        disagree_acc = subset_mean(correct, disagree_idx)
-        if entry is not None:
-            return masked_metrics(params, fraction, lse, top, group_true, true, others, correct, disagree_acc)
         return Metrics(
             train_loss=jnp.mean(lse[train_idx] - true),
             train_acc=jnp.mean(true >= top[train_idx]),
@@ -218,16 +236,14 @@ def make_trainer(data: Data, cfg) -> Trainer:
             weight_norm=weight_norm(params),
             margin=jnp.min(true - others),
             heldout_acc=subset_mean(correct[0], heldout_idx),
-            disagree_acc=disagree_acc,
+            disagree_acc=subset_mean(correct, disagree_idx),
             mean_margin=jnp.mean(true - others),
         )
 
-    def masked_metrics(params, fraction, lse, top, group_true, true, others, correct, disagree_acc) -> Metrics:
-        """`metrics` of a run that trains on the points with `train_entry <= fraction`."""
-        if fraction is None:
-            raise ValueError("The metrics of a sweep over training fractions need the run's fraction.")
-        active = entry <= fraction
-        held = agree & ~jnp.zeros(data.n_points, bool).at[train_idx].set(active)  # agreed on, not trained on
+    def masked_metrics(params, active, sets, lse, top, group_true, true, others, correct) -> Metrics:
+        """`metrics` of a run that trains on the `active` pool points and is evaluated on `sets`."""
+        agreed = agree if variants is None else jnp.all(sets == sets[:1], 0)
+        held = agreed & ~jnp.zeros(data.n_points, bool).at[train_idx].set(active)  # agreed on, not trained on
         mean = lambda x, mask: jnp.sum(jnp.where(mask, x, 0), -1) / jnp.sum(mask)  # NaN on an empty set
         return Metrics(
             train_loss=mean(lse[train_idx] - true, active),
@@ -237,7 +253,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
             weight_norm=weight_norm(params),
             margin=jnp.min(jnp.where(active, true - others, jnp.inf)),
             heldout_acc=mean(correct[0], held),
-            disagree_acc=disagree_acc,
+            disagree_acc=mean(correct, ~agreed),
             mean_margin=mean(true - others, active),
         )
 
@@ -246,7 +262,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
 
         def log_block(state, _):
             state, _ = jax.lax.scan(lambda s, _: (unit(s, hparams), None), state, length=sched.log_every)
-            return state, metrics(state.params, hparams.get("fraction"))
+            return state, metrics(state.params, hparams)
 
         return jax.lax.scan(log_block, state, length=n_logs)
 
@@ -254,7 +270,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
         """The whole run: init, then every unit. The trace includes time 0; with `keep_every`, the states at
         0, keep_every, 2 keep_every, ... are returned too (else None)."""
         state = init(key)
-        first_state, first = state, metrics(state.params, hparams.get("fraction"))
+        first_state, first = state, metrics(state.params, hparams)
         if not sched.keep_every:
             state, trace = advance(state, hparams, sched.n_logs)
             kept = None

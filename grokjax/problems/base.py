@@ -11,6 +11,20 @@ import numpy as np
 
 
 @dataclass(frozen=True, eq=False)
+class Variants:
+    """Problems on the same points, one per grid point of the axis "variant": per variant, the labels of the pool's
+    points, which of them it trains on, and its evaluation sets (the same number of sets for every variant)."""
+
+    names: tuple[str, ...]
+    train_labels: np.ndarray  # (n_variants, n_train) int32 labels of the pool points (any value where not trained)
+    train_mask: np.ndarray  # (n_variants, n_train) bool: the variant trains on this pool point
+    eval_labels: np.ndarray  # (n_variants, n_sets, n_points) int32
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+@dataclass(frozen=True, eq=False)
 class Data:
     """Every point the model is evaluated on, the training subset with its labels, and the evaluation sets.
 
@@ -21,6 +35,10 @@ class Data:
     With `train_entry` (a sweep over training fractions, `grokjax.run.specs.SweepConfig.fraction_grid`), the
     training points are the pool of the largest fraction and `train_entry[i]` is the smallest swept fraction whose
     training set holds point i: a run at fraction f trains on the points with `train_entry <= f` (nested sets).
+
+    With `variants` (several problems on the same points swept as the grid axis "variant", e.g. the pairs of groups
+    of one order in `grokjax.problems.group_pairs`), each variant has its own training labels and mask over the
+    pool `train_idx` and its own evaluation sets; `train_labels` and `eval_labels` are then variant 0's.
     """
 
     inputs: np.ndarray  # (n_points, arity) int32 tokens in 0 .. vocab - 1 (or float features)
@@ -33,6 +51,7 @@ class Data:
     summary: dict = field(default_factory=dict)  # saved as config.json's "task" (with group_names = eval_names)
     arrays: dict = field(default_factory=dict)  # saved as task.npz
     train_entry: np.ndarray | None = None  # (n_train,) float32: with a grid of training fractions (see below)
+    variants: Variants | None = None  # with a grid of problems on the same points (see below)
 
     @property
     def n_train(self) -> int:

@@ -1,10 +1,14 @@
 """The axes of a sweep's grid and their names in words; free of JAX, so figures can name grid points."""
 
-GRID_AXES = ("fraction", "lr", "weight_decay", "filter_alpha", "filter_lambda")
-"""What a sweep's grid may vary (`SweepConfig` field `<axis>_grid`), in grid order: the problem's training
-fraction, then optimizer hyperparameters."""
+GRID_AXES = ("variant", "fraction", "lr", "weight_decay", "filter_alpha", "filter_lambda")
+"""What a sweep's grid may vary, in grid order: the problem (a problem with `n_variants`, e.g. pairs of groups),
+the problem's training fraction (`SweepConfig.fraction_grid`), then optimizer hyperparameters (`<axis>_grid`)."""
+GRID_FIELDS = GRID_AXES[1:]
+"""The axes given as a `SweepConfig` field `<axis>_grid` (and a command-line option of several values)."""
 
 
 def grid_label(point: dict) -> str:
-    """A grid point's hyperparameters in words, e.g. 'lr 0.001, weight decay 1' (keys of `SweepConfig.grid`)."""
-    return ", ".join(f"{k.replace('_', ' ')} {point[k]:g}" for k in GRID_AXES if k in point)
+    """A grid point's hyperparameters in words, e.g. 'lr 0.001, weight decay 1' (keys of `SweepConfig.grid`), after
+    its problem's name if it has one ('variant_name')."""
+    words = [f"{k.replace('_', ' ')} {point[k]:g}" for k in GRID_AXES if k in point and k != "variant"]
+    return ", ".join(([point["variant_name"]] if "variant_name" in point else []) + words)

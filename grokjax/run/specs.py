@@ -37,10 +37,11 @@ class SweepConfig(Spec):
 
     Defaults are the published run: S(4) vs A(4) x Z(2), MLP2 with D = H = 32, Adam with L2 weight decay 2e-5,
     3000 full-batch epochs. A run is a (grid point, seed) pair: run r is seed r % n_seeds at grid point
-    r // n_seeds of the training fractions x learning rates x weight decays x Grokfast alphas x Grokfast lambdas
-    (`GRID_AXES`, the first varying slowest); an empty grid is the problem's or optimizer's own value. The whole
-    grid is one compiled program; over training fractions, every run trains full batch on its own nested subset
-    of one pool of points (`grokjax.problems.nested`).
+    r // n_seeds of the problem's variants x training fractions x learning rates x weight decays x Grokfast alphas
+    x Grokfast lambdas (`GRID_AXES`, the first varying slowest); an empty grid is the problem's or optimizer's own
+    value. The whole grid is one compiled program; over training fractions, every run trains full batch on its own
+    nested subset of one pool of points (`grokjax.problems.nested`); over variants (a problem with `n_variants`,
+    such as pairs of groups of one order), on its variant's subset and labels (`grokjax.problems.base.Variants`).
     """
 
     problem: Spec = field(default_factory=GroupsProblem)
@@ -87,9 +88,11 @@ class SweepConfig(Spec):
                 raise UserError(f"Training fractions must lie in (0, 1], got {list(self.fraction_grid)}.")
             if self.schedule.batch_size:
                 raise UserError("A sweep over training fractions trains full batch: leave out the batch size.")
+        if self.fraction_grid and hasattr(self.problem, "n_variants"):
+            raise UserError("A sweep cannot vary both the training fraction and the problem.")
         grid = self.grid()
         for g in range(self.n_grid):
-            optimizer = {k: v[g] for k, v in grid.items() if k != "fraction"}
+            optimizer = {k: v[g] for k, v in grid.items() if k not in ("variant", "fraction")}
             dataclasses.replace(self.optimizer, **optimizer)  # validates every grid value
         if self.n_runs >= 2**31:
             raise UserError(f"At most 2**31 - 1 runs (grid points x seeds) are supported, got {self.n_runs}.")
@@ -98,18 +101,24 @@ class SweepConfig(Spec):
         """The `GRID_AXES` of this config, the keys of its `hparams` (named without making arrays, so a config can
         be built before JAX starts)."""
         names = set(self.optimizer.hparam_names()) | ({"fraction"} if self.fraction_grid else set())
+        names |= {"variant"} if hasattr(self.problem, "n_variants") else set()
         return [name for name in GRID_AXES if name in names]
+
+    def axis_values(self, name: str) -> tuple:
+        """The values of grid axis `name`: the problem's variants 0..n-1, or the axis's grid, or (an optimizer
+        axis without a grid) the optimizer's own value; "fraction" is an axis only with its grid."""
+        if name == "variant":
+            return tuple(range(self.problem.n_variants))
+        return getattr(self, f"{name}_grid") or (getattr(self.optimizer, name),)
 
     def grid(self) -> dict[str, list[float]]:
         """Every grid axis's value at every grid point, the first axis varying slowest."""
-        # an optimizer axis without a grid is its own value; "fraction" is an axis only with its grid
-        axes = [getattr(self, f"{name}_grid") or (getattr(self.optimizer, name),) for name in self.grid_axes()]
-        points = list(itertools.product(*axes))
+        points = list(itertools.product(*(self.axis_values(name) for name in self.grid_axes())))
         return {name: [p[i] for p in points] for i, name in enumerate(self.grid_axes())}
 
     @property
     def n_grid(self) -> int:
-        return math.prod(len(getattr(self, f"{name}_grid") or (0,)) for name in self.grid_axes())
+        return math.prod(len(self.axis_values(name)) for name in self.grid_axes())
 
     @property
     def n_runs(self) -> int:
@@ -122,9 +131,10 @@ class SweepConfig(Spec):
 
     def hparams(self) -> dict:
         """The hyperparameters that reach the program as arrays (float32): the optimizer's at its own values, and
-        with a `fraction_grid` the training fraction (its first)."""
+        with a `fraction_grid` the training fraction (its first), with variants the variant (0)."""
         fraction = {"fraction": jnp.float32(self.fraction_grid[0])} if self.fraction_grid else {}
-        return {**self.optimizer.hparams(), **fraction}
+        variant = {"variant": jnp.float32(0)} if "variant" in self.grid_axes() else {}
+        return {**self.optimizer.hparams(), **fraction, **variant}
 
     @classmethod
     def from_dict(cls, d: dict, what: str = "sweep config") -> "SweepConfig":

@@ -34,8 +34,9 @@ def finished_sweep(root, checkpoints: bool = False) -> tuple[dict, SweepConfig, 
     if checkpoints and "checkpoint_epochs" not in sweep["traces"]:
         raise UserError(f"{root / 'traces.npz'} lacks checkpoint_epochs; were the checkpoints saved by a sweep?")
     cfg = read_config(sweep["config"], str(root / "config.json"))
-    if cfg.fraction_grid:
-        raise UserError(f"{root} sweeps training fractions; this analysis reads sweeps of one training set.")
+    if cfg.fraction_grid or "variant" in cfg.grid_axes():
+        what = "training fractions" if cfg.fraction_grid else "problems"
+        raise UserError(f"{root} sweeps {what}; this analysis reads sweeps of one training set.")
     return sweep, cfg, params
 
 

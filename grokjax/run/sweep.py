@@ -325,7 +325,9 @@ def _grid_outcomes(cfg: SweepConfig, names, counts: np.ndarray, diverged: np.nda
                  for g in range(cfg.n_grid)]
     if cfg.n_grid == 1:
         return summaries[0]
-    return {"grid": [{**{k: v[g] for k, v in grid.items()}, **s} for g, s in enumerate(summaries)]}
+    names = cfg.problem.names() if "variant" in grid else None
+    return {"grid": [{**{k: v[g] for k, v in grid.items()}, **({"variant_name": names[grid["variant"][g]]} if names
+                                                                else {}), **s} for g, s in enumerate(summaries)]}
 
 
 def _format_outcomes(summary: dict) -> str:
@@ -596,6 +598,9 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
             hosts = f" on each of {jax.process_count()} processes" if jax.process_count() > 1 else ""
             sizes = data.summary.get("n_train_by_fraction")
             points = f"{data.n_train}" if sizes is None else f"nested training sets of {', '.join(map(str, sizes))}"
+            if data.variants is not None:
+                points = f"{len(data.variants)} problems with {min(data.summary['n_train_by_variant'])} to " \
+                         f"{max(data.summary['n_train_by_variant'])}"
             log(f"{points} training points of {data.n_points}; {cfg.model.kind} on {cfg.problem.kind}: "
                 f"{', '.join(data.eval_names)}; {cfg.n_seeds} seeds{grid} x {cfg.schedule.length} {cfg.schedule.unit} "
                 f"on {jax.devices()[0].platform}{hosts}; writing to {root}"
