@@ -57,25 +57,29 @@ def apply_preset(p: argparse.ArgumentParser, argv) -> None:
 
 
 def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_decay: float | None = None,
-                       schedule: bool = True) -> None:
+                       schedule: bool = True, problem: bool = True) -> None:
     """The options of a run: problem (groups or modular), model, optimizer (and accelerators, loss), schedule. With
     `grid`, --lr, --weight-decay, --filter-alpha and --filter-lambda take several values (a grid swept with the
     seeds, `grid_options`); `weight_decay` overrides the optimizer's default; without
-    `schedule` the script sets the schedule itself (no --epochs, --batch-size, ...)."""
-    from grokjax.models import MODELS
-    from grokjax.optim import OPTIMIZERS, OptimizerSpec
-    from grokjax.problems.group_tasks import TASK_KINDS, GroupsProblem
-    from grokjax.run.specs import PRECISIONS, SweepConfig
+    `schedule` the script sets the schedule itself (no --epochs, --batch-size, ...), without `problem` the
+    problem (no --groups, --p, ...; `config_from_args` is then given it)."""
+    from grokjax.optim import OptimizerSpec
+    from grokjax.problems.group_tasks import GroupsProblem
+    from grokjax.problems.modular import ModularProblem
     from grokjax.train import Schedule
 
-    d, o, s = GroupsProblem(), OptimizerSpec(), Schedule()
+    d, o, s, mod = GroupsProblem(), OptimizerSpec(), Schedule(), ModularProblem()
     wd = o.weight_decay if weight_decay is None else weight_decay
     many = dict(nargs="+", type=float) if grid else dict(type=float)
-    from grokjax.losses import LOSSES
-    from grokjax.optim import FILTERS
-    from grokjax.problems.modular import SPLITS, ModularProblem
+    if problem:
+        _add_problem_options(p, d, mod, many, grid)
+    _add_training_options(p, o, s, wd, many, grid, schedule)
 
-    mod = ModularProblem()
+
+def _add_problem_options(p, d, mod, many, grid: bool) -> None:
+    from grokjax.problems.group_tasks import TASK_KINDS
+    from grokjax.problems.modular import SPLITS
+
     g = p.add_argument_group("problem")
     g.add_argument("--problem", choices=("groups", "modular"), default="groups",
                    help="groups: tables of groups on shared labels (the options below); modular: x o y mod p "
@@ -102,6 +106,14 @@ def add_config_options(p: argparse.ArgumentParser, grid: bool = True, weight_dec
                    help="intersection_plus: fraction of each group's own pairs added, one per group")
     g.add_argument("--iid-group", type=int, default=d.iid_group, help="iid: index of the group whose table is sampled")
     g.add_argument("--data-seed", type=int, default=d.data_seed, help="seed of the training-set sampling (default: %(default)s)")
+
+
+def _add_training_options(p, o, s, wd, many, grid: bool, schedule: bool) -> None:
+    from grokjax.losses import LOSSES
+    from grokjax.models import MODELS
+    from grokjax.optim import FILTERS, OPTIMIZERS
+    from grokjax.run.specs import PRECISIONS, SweepConfig
+
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=tuple(MODELS), default="mlp2",
                    help="mlp2 (Chughtai et al., the published runs), mlp3 (the study code's default: embeddings "
@@ -172,9 +184,9 @@ def model_from_args(spec_cls, a):
     return spec_cls(**given)
 
 
-def config_from_args(a, schedule=None, **run):
-    """The SweepConfig of parsed `add_config_options` options; `schedule` replaces the schedule options (for a
-    script without them), `run` gives the run fields (seeds, grid, ...)."""
+def config_from_args(a, schedule=None, problem=None, **run):
+    """The SweepConfig of parsed `add_config_options` options; `schedule` and `problem` replace the schedule and
+    problem options (for a script without them), `run` gives the run fields (seeds, grid, ...)."""
     from grokjax.models import MODELS
     from grokjax.optim import OptimizerSpec
     from grokjax.problems.group_tasks import GroupsProblem
@@ -184,17 +196,18 @@ def config_from_args(a, schedule=None, **run):
 
     first = lambda v: v[0] if isinstance(v, list) else v
     lr, wd, alpha, lam = first(a.lr), first(a.weight_decay), first(a.filter_alpha), first(a.filter_lambda)
-    given = first(a.fraction)
     model = model_from_args(MODELS[a.model], a)
     if schedule is None:
         steps = a.steps is not None
         schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,
                             "steps" if steps else "epochs", a.warmup_steps)
-    if a.problem == "modular":
-        fraction = ModularProblem.fraction if given is None else given
+    if problem is not None:
+        pass
+    elif a.problem == "modular":
+        fraction = ModularProblem.fraction if first(a.fraction) is None else first(a.fraction)
         problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed, a.label_seed)
     else:
-        fraction = GroupsProblem.fraction if given is None else given
+        fraction = GroupsProblem.fraction if first(a.fraction) is None else first(a.fraction)
         problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed,
                                 a.label_seed)
     optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, alpha, lam,

@@ -242,7 +242,7 @@ def test_validation_finds_non_associativity_beyond_the_first_generator():
     ("Z(", "ends early"),
     ("Z(0)", "positive integers"),
     ("Z(-3)", "positive integers"),
-    ("Q(8)", "Unknown group 'Q' in 'Q(8)'; expected one of Z, S, A, D, twZ, times, semi, npy."),
+    ("Q8(8)", "Unknown group 'Q8' in 'Q8(8)'; expected one of Z, S, A, D, twZ, Dic, Q, times, semi, npy."),
     ("times(Z(2))", "two or more groups"),
     ("Z(3) junk", "Unexpected 'junk'"),
     ("Z(3))", "Unexpected ')'"),

@@ -1,13 +1,14 @@
 """Figures, one module per kind of results, each drawn from saved arrays alone (never jax, never training).
 
 `draw(results_dir)` picks the kind: a training-Jacobian directory, a transplant's, a modular challenge's, a
-circuit-efficiency study's, a sharpness study's (concealed parity, the linear teacher), else a sweep (with its
+circuit-efficiency study's, a sharpness study's (concealed parity, the linear teacher), a group-pair atlas, else a sweep (with its
 analyses, its error-function fits included).
 """
 
 import contextlib
 import sys
 
+from grokjax.figures.atlas import draw_atlas, is_atlas_results
 from grokjax.figures.challenge import draw_challenge, is_challenge_results
 from grokjax.figures.efficiency import draw_efficiency, is_efficiency_results
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
@@ -40,6 +41,8 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
             return draw_efficiency(results_dir, out_dir), []
         if is_sharpness_results(results_dir):
             return draw_sharpness(results_dir, out_dir), []
+        if is_atlas_results(results_dir):
+            return draw_atlas(results_dir, out_dir), []
         warning = diverged_warning(load_sweep(results_dir), what="the figures leave them out and say so")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)

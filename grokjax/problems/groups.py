@@ -310,6 +310,31 @@ def twisted_cyclic(n: int) -> Group:
     return semidirect(cyclic(n), 2, ((n // 2 + 1) * np.arange(n)) % n, name=f"twZ({n})")
 
 
+def dicyclic(n: int) -> Group:
+    """Dic(n): the dicyclic group of order 4n (n >= 2), <a, x | a^2n = 1, x^2 = a^n, x a x^-1 = a^-1>.
+
+    Label k + 2n*j is a^k x^j, so (a^k1 x^j1)(a^k2 x^j2) = a^(k1 + (-1)^j1 k2 + n j1 j2) x^(j1 xor j2).
+    Its only involution is a^n (label n); Dic(2) is the quaternion group Q(8).
+    """
+    name = f"Dic({n})"
+    n = _check_size(name, n)
+    if n < 2:
+        raise GroupError(f"{name} is undefined: the dicyclic group Dic(n) needs n >= 2 (Dic(1) would be Z(4)).")
+    _check_order(name, 4 * n)
+    k1, j1, k2, j2 = np.ix_(np.arange(2 * n), [0, 1], np.arange(2 * n), [0, 1])
+    k = (k1 + (1 - 2 * j1) * k2 + n * j1 * j2) % (2 * n)
+    table = k + 2 * n * (j1 ^ j2)  # [k1, j1, k2, j2]
+    return Group(name, table.transpose(1, 0, 3, 2).reshape(4 * n, 4 * n))
+
+
+def quaternion(m: int) -> Group:
+    """Q(8): the quaternion group {±1, ±i, ±j, ±k}, spelled with its order; the same table as Dic(2)."""
+    if m != 8:
+        raise GroupError(f"Q({m}) is undefined: only Q(8) is supported; write Dic(n) for the dicyclic group "
+                         f"of order 4n.")
+    return Group("Q(8)", dicyclic(2).table)
+
+
 def power_map(K: Group, p: int) -> np.ndarray:
     """The map k -> k^p (k composed with itself p times in K; negative p uses inverses) as an image array."""
     e = int(np.flatnonzero((K.table == np.arange(K.order)).all(axis=1))[0])
@@ -452,9 +477,10 @@ class _Parser:
             self.fail(f"The number {word} is too large")
         return int(word)
 
-    def sizes(self, name: str, args, many: bool = False) -> list[int]:
+    def sizes(self, name: str, args, many: bool = False, example: int = 5) -> list[int]:
         if (not many and len(args) != 1) or not all(isinstance(a, int) for a in args):
-            self.fail(f"{name} takes {'positive integers' if many else 'one positive integer'}", f", as in {name}(5)")
+            self.fail(f"{name} takes {'positive integers' if many else 'one positive integer'}",
+                      f", as in {name}({example})")
         if min(args) < 1:
             self.fail(f"Sizes must be positive integers, not {min(args)}")
         return args
@@ -492,6 +518,8 @@ _BUILDERS = {
     "A": lambda p, args: alternating(*p.sizes("A", args)),
     "D": lambda p, args: dihedral(*p.sizes("D", args)),
     "twZ": lambda p, args: twisted_cyclic(*p.sizes("twZ", args)),
+    "Dic": lambda p, args: dicyclic(*p.sizes("Dic", args)),
+    "Q": lambda p, args: quaternion(*p.sizes("Q", args, example=8)),
     "times": _times,
     "semi": _semi,
     "npy": _npy,
@@ -500,6 +528,9 @@ _BUILDERS = {
 
 def parse_group(spec: str) -> Group:
     """Build the group named by `spec`, e.g. "Z(97)", "times(A(4),Z(2))", "semi(Z(7),Z(3),2)" or "tables/g.npy".
+
+    Families: Z(a,b,...), A(n), S(n), D(n), twZ(n), Dic(n), Q(8), times(G,H,...), semi(K,Z(m),p or [images])
+    and npy("path").
 
     Group.name of the result is the canonical spelling of the spec (no spaces).
     """

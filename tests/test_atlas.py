@@ -1,0 +1,52 @@
+"""The atlas's reading (concordance, logistic slope against an independent optimizer) and its command end to end."""
+
+import json
+
+import numpy as np
+import scipy.optimize
+
+from cli_runner import run_main
+from grokjax.analysis.atlas import _logistic, measure_reading, preference
+
+from experiments import atlas as experiment
+
+
+def test_logistic_fit_matches_a_general_optimizer():
+    rng = np.random.default_rng(3)
+    x, n = rng.normal(size=10), rng.integers(20, 300, 10).astype(float)
+    k = rng.binomial(n.astype(int), 1 / (1 + np.exp(-(-0.4 + 0.9 * x)))).astype(float)
+    nll = lambda t: -np.sum(k * (t[0] + t[1] * x) - n * np.logaddexp(0, t[0] + t[1] * x))
+    want = scipy.optimize.minimize(nll, [0.0, 0.0], method="BFGS", options={"gtol": 1e-10}).x
+    np.testing.assert_allclose(_logistic(x[None], k[None], n[None])[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_measure_that_orders_every_pair_is_concordant_and_separates():
+    delta = np.array([-3.0, -2, -1, 1, 2, 4])
+    g1 = np.array([95, 90, 80, 10, 5, 0])  # the group with the smaller measure wins every pair
+    r = measure_reading(delta, g1, 100 - g1, n_boot=200)
+    assert r["concordance"]["count"] == 6 and r["n_counted"] == 6 and r["concordance"]["ci_low"] > 0.5
+    assert r["slope"] < 0 and r["slope_ci"][1] < 0
+    unrelated = measure_reading(np.array([1.0, -1, 1, -1]), np.array([90, 90, 10, 10]), np.array([10, 10, 90, 90]),
+                                n_boot=200)
+    assert unrelated["concordance"]["count"] == 2 and unrelated["slope_ci"][0] < 0 < unrelated["slope_ci"][1]
+    assert np.isnan(measure_reading(np.zeros(4), g1[:4], 100 - g1[:4])["slope"])  # a constant measure
+    p = preference(np.array([3, 0]), np.array([1, 0]))
+    assert p["share"][0] == 0.75 and np.isnan(p["share"][1])
+
+
+def test_the_atlas_command_on_two_pairs(tmp_path, capsys):
+    out = tmp_path / "atlas"
+    argv = ["--pairs", "D(4)|Z(4,2)", "semi(Z(2,2),Z(2),[0,2,1,3])|Z(2,2,2)", "--n-seeds", "3", "--epochs", "40",
+            "--log-every", "20", "--embed-dim", "8", "--hidden-dim", "8", "--out", str(out), "--workers", "1",
+            "--no-progress", "--no-figures"]
+    code, text, _ = run_main(experiment.main, argv, capsys)
+    assert code == 0, text
+    info = json.loads((out / "atlas.json").read_text())
+    assert [p["intersection"] for p in info["pairs"]] == [48, 48]
+    for p in info["pairs"]:
+        assert p["g1"] + p["g2"] + p["none"] + p["both"] + p["diverged"] == p["n_seeds"] == 3
+    assert info["readings"]["exponent"]["n_pairs"] >= 0 and (out / "order_8" / "seeds.npz").is_file()
+    code, _, err = run_main(experiment.main, ["--pairs", "D(4)", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "joined by '|'" in err and not (tmp_path / "x").exists()
+    code, text, _ = run_main(experiment.main, ["--max-order", "8", "--list"], capsys)
+    assert code == 0 and "Z(4):phi1" in text and "3 pairs" in text
