@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cli_runner import run_main
-from grokjax.analysis.efficiency import crossing, d_crit, per_size_means
-from grokjax.models import LinearSpec
+from grokjax.analysis.efficiency import TARGET_MARGIN, crossing, d_crit, norm_at_margin, per_size_means
+from grokjax.models import LinearSpec, MLP2Spec, OneHotMLPSpec
+from grokjax.models.base import homogeneity
 from grokjax.problems import ModularProblem
 from grokjax.run.specs import SweepConfig
 from grokjax.train import Schedule, make_trainer
@@ -58,6 +59,33 @@ def test_a_hand_built_linear_model_has_the_norm_and_margin_of_a_hand_computation
     others = np.where(eye[data.train_labels] > 0, -np.inf, logits).max(1)
     np.testing.assert_allclose(m.mean_margin, (true - others).mean(), rtol=1e-6)
     np.testing.assert_allclose(m.margin, (true - others).min(), rtol=1e-6)
+
+
+def test_homogeneous_models_reach_the_fixed_margin_at_the_predicted_norm():
+    import jax
+
+    from grokjax.optim import OptimizerSpec
+
+    data = ModularProblem(p=7, fraction=0.5).build()
+    for spec, degree in ((OneHotMLPSpec(hidden_dim=16), 3), (MLP2Spec(8, 8, unembed_bias=False), 3),
+                         (LinearSpec(bias=False), 1), (MLP2Spec(8, 8), None), (LinearSpec(), None)):
+        assert homogeneity(spec) == degree
+        if degree is None:
+            continue
+        cfg = SweepConfig(problem=ModularProblem(p=7, fraction=0.5), model=spec, schedule=Schedule(200, 200),
+                          optimizer=OptimizerSpec(kind="adamw", lr=1e-2, weight_decay=0.0))
+        trainer = make_trainer(data, cfg)
+        params = trainer.train(jax.random.PRNGKey(1), cfg.hparams())[0].params
+        x = data.columns()
+        np.testing.assert_allclose(trainer.apply(jax.tree.map(lambda w: 1.7 * w, params), x),
+                                   1.7 ** degree * trainer.apply(params, x), rtol=2e-5, atol=1e-5)
+        m = trainer.metrics(params)
+        assert m.mean_margin > 0, spec  # trained: the true logit leads on average
+        want = norm_at_margin(m.weight_norm, m.mean_margin, degree)
+        scaled = jax.tree.map(lambda w: (want / m.weight_norm) * w, params)
+        np.testing.assert_allclose(trainer.metrics(scaled).mean_margin, TARGET_MARGIN, rtol=1e-4)
+        np.testing.assert_allclose(trainer.metrics(scaled).weight_norm, want, rtol=1e-5)
+    assert np.isnan(norm_at_margin(3.0, -1.0, 3))
 
 
 def test_a_small_study_end_to_end_and_its_refusals(tmp_path, capsys):

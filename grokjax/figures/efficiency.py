@@ -36,7 +36,8 @@ def efficiency_curves(info: dict) -> Figure:
             if np.isfinite(c["ci_low"]):
                 top.axvspan(c["ci_low"], c["ci_high"], color="0.85", zorder=0)
         top.set_title(f"weight decay {w['weight_decay']:g}")
-        top.set_ylabel("parameter norm at the end")
+        top.set_ylabel("norm at margin {:g}".format(info["target_margin"]) if info.get("homogeneity")
+                       else "parameter norm at the end")
         top.legend(fontsize=7)
         top.grid(alpha=0.3)
         g = [r["generalized"] for r in rows]
@@ -49,7 +50,8 @@ def efficiency_curves(info: dict) -> Figure:
         bottom.set_xlabel("training-set size D")
         bottom.set_ylabel(f"true-label runs generalized (held-out >= {info['threshold']:g})")
         bottom.grid(alpha=0.3)
-    fig.suptitle("Circuit efficiency: norm at convergence against D, with 95% intervals over seeds")
+    fig.suptitle(f"Circuit efficiency: {info.get('efficiency', 'parameter norm at the end of training')} against "
+                 f"D, 95% intervals over seeds", fontsize=10)
     return fig
 
 

@@ -44,6 +44,12 @@ def weights_only(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: _is_weight(path), params)
 
 
+def homogeneity(spec) -> int | None:
+    """The degree L with logits(c θ) = c^L logits(θ) for c > 0 of a model spec whose logits are homogeneous in its
+    weights (its `homogeneity()`), else None."""
+    return spec.homogeneity() if hasattr(spec, "homogeneity") else None
+
+
 def weight_norm(params):
     """L2 norm of all weights, biases excluded."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]

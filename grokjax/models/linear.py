@@ -41,6 +41,10 @@ class LinearSpec(Spec):
     kind: ClassVar[str] = "linear"
     bias: bool = True
 
+    def homogeneity(self) -> int | None:
+        """Without a bias the logits are linear in the weights (degree 1); with one, not homogeneous (None)."""
+        return None if self.bias else 1
+
     def build(self, data):
         x = data.inputs
         if x.ndim != 2:

@@ -52,6 +52,10 @@ class OneHotMLPSpec(Spec):
             if type(value) is not int or value < 1:
                 raise UserError(f"The one-hot MLP's {name.replace('_', ' ')} must be a positive integer, got {value!r}.")
 
+    def homogeneity(self) -> int:
+        """Bias-free ReLU layers: the logits are homogeneous of degree depth + 1 in the weights."""
+        return self.depth + 1
+
     def build(self, data):
         x = data.inputs
         if x.ndim != 2 or x.dtype.kind not in "iu":

@@ -50,6 +50,11 @@ class PairMLPSpec(Spec):
             if getattr(self, name) < 1:
                 raise UserError(f"{name.replace('_', ' ').capitalize()} must be a positive integer, got {getattr(self, name)}.")
 
+    def homogeneity(self) -> int | None:
+        """Without the output bias, the logits are homogeneous of degree 3 in the weights (embedding, hidden map,
+        unembedding: ReLU is positively homogeneous); with it, not homogeneous (None)."""
+        return None if self.unembed_bias else 3
+
     def build(self, data):
         x = data.inputs
         if x.ndim != 2 or x.shape[1] != 2 or x.dtype.kind not in "iu":

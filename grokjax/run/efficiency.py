@@ -20,9 +20,10 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from grokjax.analysis.efficiency import d_crit, mean_interval
+from grokjax.analysis.efficiency import TARGET_MARGIN, d_crit, mean_interval, norm_at_margin
 from grokjax.analysis.outcomes import proportion
 from grokjax.errors import UserError
+from grokjax.models.base import homogeneity
 from grokjax.run import runner, storage
 from grokjax.run.outdir import refuse_existing, write_together
 from grokjax.run.results import read_npz
@@ -46,15 +47,24 @@ def circuit_configs(base: SweepConfig, fractions, label_seed: int = 0) -> dict:
     return {"generalizing": gen, "memorizing": mem}
 
 
+def efficiency_norm(seeds: dict, degree: int | None) -> np.ndarray:
+    """Per run, the norm its efficiency is read from: at the fixed margin for a model homogeneous of `degree`,
+    else at the end of training (`grokjax.analysis.efficiency`)."""
+    if degree is None:
+        return seeds["final_weight_norm"]
+    return norm_at_margin(seeds["final_weight_norm"], seeds["final_mean_margin"], degree)
+
+
 def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, threshold: float,
-                       level: float = 0.95) -> list[dict]:
-    """Per weight decay: per size, each circuit's mean norm with its interval, the generalized fraction of the
-    true-label runs, the logit margin per unit norm and the memorizing runs' train accuracy; and D_crit. `gen` and
-    `mem` are seeds.npz arrays (float32 fractions and weight decays), `fractions` (increasing) and `weight_decays`
-    the sweeps' grid values, `sizes` the training-set size of each fraction; diverged runs are left out and
-    counted."""
+                       level: float = 0.95, degree: int | None = None) -> list[dict]:
+    """Per weight decay: per size, each circuit's mean norm (`efficiency_norm` for models homogeneous of `degree`)
+    with its interval, the generalized fraction of the true-label runs, the logit margin per unit norm and the
+    memorizing runs' train accuracy; and D_crit. `gen` and `mem` are seeds.npz arrays (float32 fractions and
+    weight decays), `fractions` (increasing) and `weight_decays` the sweeps' grid values, `sizes` the
+    training-set size of each fraction; diverged runs are left out and counted."""
     levels = np.float32(fractions)
     out = []
+    gen, mem = ({**d, "norm": efficiency_norm(d, degree)} for d in (gen, mem))
     for wd in weight_decays:
         g = {k: v[gen["weight_decay"] == np.float32(wd)] for k, v in gen.items()}
         m = {k: v[mem["weight_decay"] == np.float32(wd)] for k, v in mem.items()}
@@ -64,8 +74,7 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
         rows = []
         for s, size in enumerate(sizes):
             g_run, g_gen, m_run = ~g["diverged"] & (g_size == s), g_kept & (g_size == s), m_kept & (m_size == s)
-            norm = lambda d, at: dict(zip(("mean", "ci_low", "ci_high"), mean_interval(d["final_weight_norm"][at],
-                                                                                        level)))
+            norm = lambda d, at: dict(zip(("mean", "ci_low", "ci_high"), mean_interval(d["norm"][at], level)))
             per_norm = lambda d, at: float(np.mean(d["final_mean_margin"][at] / d["final_weight_norm"][at])) \
                 if at.any() else None
             rows.append({
@@ -76,8 +85,7 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
                 "memorizing_train_acc": float(np.mean(m["final_train_acc"][m_run])) if m_run.any() else None,
                 "diverged": int((g["diverged"] & (g_size == s)).sum() + (m["diverged"] & (m_size == s)).sum()),
             })
-        crit = d_crit(sizes, m["final_weight_norm"][m_kept], m_size[m_kept], g["final_weight_norm"][g_kept],
-                      g_size[g_kept], level)
+        crit = d_crit(sizes, m["norm"][m_kept], m_size[m_kept], g["norm"][g_kept], g_size[g_kept], level)
         out.append({"weight_decay": float(wd), "sizes": rows, "d_crit": crit})
     return out
 
@@ -98,9 +106,12 @@ def run_efficiency(base: SweepConfig, fractions, out, label_seed: int = 0, thres
         seeds[name] = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged") + PER_RUN)
     gen_cfg, data = configs["generalizing"], configs["generalizing"].data()
     fractions, sizes = sorted(set(gen_cfg.fraction_grid)), data.summary["n_train_by_fraction"]
+    degree = homogeneity(base.model)
     table = summarize_circuits(seeds["generalizing"], seeds["memorizing"], fractions,
-                               sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold)
-    info = {"threshold": threshold, "label_seed": label_seed, "sizes": sizes, "n_points": data.n_points, "config": base.to_dict(), "weight_decays": table,
+                               sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold, degree=degree)
+    efficiency = (f"parameter norm at mean logit margin {TARGET_MARGIN:g} (the model is homogeneous of degree "
+                  f"{degree})" if degree else "parameter norm at the end of training (the model is not homogeneous)")
+    info = {"threshold": threshold, "efficiency": efficiency, "homogeneity": degree, "target_margin": TARGET_MARGIN, "label_seed": label_seed, "sizes": sizes, "n_points": data.n_points, "config": base.to_dict(), "weight_decays": table,
             "environment": storage.environment()}
     arrays = {f"{name}/{k}": v for name, s in seeds.items() for k, v in s.items()}
     write_together({outputs[0]: lambda path: storage.write_json(path, info),
