@@ -108,6 +108,26 @@ def test_a_small_study_end_to_end_and_its_refusals(tmp_path, capsys):
     assert code == 2 and "does not depend on its fraction" in err and not (tmp_path / "g").exists()
 
 
+def test_groups_on_shared_labels_get_a_generalizing_curve_per_group(tmp_path, capsys):
+    out = tmp_path / "g"
+    argv = ["--problem", "groups", "--groups", "D(4)", "Z(4,2)", "--task", "intersection_fraction", "--fraction",
+            "0.5", "1.0", "--n-seeds", "3", "--epochs", "30", "--log-every", "10", "--model", "mlp2", "--embed-dim",
+            "8", "--hidden-dim", "8", "--no-unembed-bias", "--optimizer", "adamw", "--lr", "0.03", "--out", str(out),
+            "--no-progress", "--workers", "1"]
+    code, text, err = run_main(experiment.main, argv, capsys)
+    assert code == 0, err
+    info = json.loads((out / "efficiency.json").read_text())
+    assert info["homogeneity"] == 3 and info["sizes"] == [24, 48]
+    by_set = info["weight_decays"][0]["by_set"]
+    seeds = np.load(out / "generalizing" / "seeds.npz")
+    assert [b["set"] for b in by_set] == ["D(4)", "Z(4,2)"]
+    for k, b in enumerate(by_set):
+        for i, f in enumerate((0.5, 1.0)):
+            at = seeds["fraction"] == np.float32(f)
+            assert b["grokked"][i]["count"] == int(seeds["grokked"][at, k].sum())
+    assert "D(4): grokked per size" in text
+
+
 def test_ungrok_and_semi_grok_detectors_on_curves_with_known_answers():
     from grokjax.analysis.regimes import semi_grokked, ungrokked
 

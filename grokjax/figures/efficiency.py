@@ -29,6 +29,11 @@ def efficiency_curves(info: dict) -> Figure:
                                for q in ("mean", "ci_low", "ci_high"))
             top.errorbar(size, mean, yerr=[np.nan_to_num(mean - low), np.nan_to_num(high - mean)], marker="o",
                          capsize=3, color=f"C{k}", label=label)
+        for k, by in enumerate(w.get("by_set", []), start=2):
+            mean = np.array([n["mean"] if n["mean"] is not None else np.nan for n in by["norm"]], float)
+            d = by["d_crit"]["d_crit"]
+            top.plot(size, mean, marker="s", linestyle=":", color=f"C{k + 1}",
+                     label=f"grokked {by['set']}" + (f" (D_crit {d:.0f})" if np.isfinite(d) else ""))
         c = w["d_crit"]
         if np.isfinite(c["d_crit"]):
             top.axvline(c["d_crit"], color="black", linestyle="--", linewidth=1,

@@ -56,12 +56,14 @@ def efficiency_norm(seeds: dict, degree: int | None) -> np.ndarray:
 
 
 def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, threshold: float,
-                       level: float = 0.95, degree: int | None = None) -> list[dict]:
+                       level: float = 0.95, degree: int | None = None, set_names=()) -> list[dict]:
     """Per weight decay: per size, each circuit's mean norm (`efficiency_norm` for models homogeneous of `degree`)
     with its interval, the generalized fraction of the true-label runs, the logit margin per unit norm and the
     memorizing runs' train accuracy; and D_crit. `gen` and `mem` are seeds.npz arrays (float32 fractions and
     weight decays), `fractions` (increasing) and `weight_decays` the sweeps' grid values, `sizes` the
-    training-set size of each fraction; diverged runs are left out and counted."""
+    training-set size of each fraction; diverged runs are left out and counted. With several evaluation sets
+    (`set_names`, e.g. two groups on shared labels), also per set the generalizing circuit of the true-label runs
+    that grokked that set (its `grokked` column) and its own D_crit ("by_set")."""
     levels = np.float32(fractions)
     out = []
     gen, mem = ({**d, "norm": efficiency_norm(d, degree)} for d in (gen, mem))
@@ -86,7 +88,18 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
                 "diverged": int((g["diverged"] & (g_size == s)).sum() + (m["diverged"] & (m_size == s)).sum()),
             })
         crit = d_crit(sizes, m["norm"][m_kept], m_size[m_kept], g["norm"][g_kept], g_size[g_kept], level)
-        out.append({"weight_decay": float(wd), "sizes": rows, "d_crit": crit})
+        by_set = []
+        for k, name in enumerate(set_names if len(set_names) > 1 else ()):
+            won = ~g["diverged"] & g["grokked"][:, k]
+            by_set.append({"set": name, "d_crit": d_crit(sizes, m["norm"][m_kept], m_size[m_kept], g["norm"][won],
+                                                          g_size[won], level),
+                           "norm": [dict(zip(("mean", "ci_low", "ci_high"),
+                                             mean_interval(g["norm"][won & (g_size == i)], level)))
+                                    for i in range(len(sizes))],
+                           "grokked": [proportion(int((won & (g_size == i)).sum()),
+                                                  int((~g["diverged"] & (g_size == i)).sum()), level)
+                                       for i in range(len(sizes))]})
+        out.append({"weight_decay": float(wd), "sizes": rows, "d_crit": crit, "by_set": by_set})
     return out
 
 
@@ -103,15 +116,18 @@ def run_efficiency(base: SweepConfig, fractions, out, label_seed: int = 0, thres
         root = out / name
         log(f"{name} circuit -> {root}")
         run_stage(cfg, root, overwrite, progress=progress, workers=workers, cache_dir=cache_dir, log=log)
-        seeds[name] = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged") + PER_RUN)
+        seeds[name] = read_npz(root / "seeds.npz", ("fraction", "weight_decay", "diverged", "grokked") + PER_RUN)
     gen_cfg, data = configs["generalizing"], configs["generalizing"].data()
     fractions, sizes = sorted(set(gen_cfg.fraction_grid)), data.summary["n_train_by_fraction"]
     degree = homogeneity(base.model)
     table = summarize_circuits(seeds["generalizing"], seeds["memorizing"], fractions,
-                               sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold, degree=degree)
+                               sorted(set(gen_cfg.grid()["weight_decay"])), sizes, threshold, degree=degree,
+                               set_names=data.eval_names)
     efficiency = (f"parameter norm at mean logit margin {TARGET_MARGIN:g} (the model is homogeneous of degree "
                   f"{degree})" if degree else "parameter norm at the end of training (the model is not homogeneous)")
-    info = {"threshold": threshold, "efficiency": efficiency, "homogeneity": degree, "target_margin": TARGET_MARGIN, "label_seed": label_seed, "sizes": sizes, "n_points": data.n_points, "config": base.to_dict(), "weight_decays": table,
+    info = {"threshold": threshold, "efficiency": efficiency, "homogeneity": degree, "target_margin": TARGET_MARGIN,
+            "grok_threshold": base.grok_threshold, "label_seed": label_seed, "sizes": sizes,
+            "n_points": data.n_points, "config": base.to_dict(), "weight_decays": table,
             "environment": storage.environment()}
     arrays = {f"{name}/{k}": v for name, s in seeds.items() for k, v in s.items()}
     write_together({outputs[0]: lambda path: storage.write_json(path, info),
@@ -136,6 +152,13 @@ def format_efficiency(info: dict) -> list[str]:
             cell = lambda n: f"{n['mean']:.1f} [{n['ci_low']:.1f}, {n['ci_high']:.1f}]"
             acc = "-" if r["memorizing_train_acc"] is None else f"{r['memorizing_train_acc']:.3f}"
             lines.append(f"  {r['size']:>6} {frac:>22} {cell(gn):>24} {cell(mn):>24} {acc:>15}")
+        for b in w.get("by_set", []):
+            c = b["d_crit"]
+            grokked = ", ".join(f"{g['count']}" for g in b["grokked"])
+            norms = ", ".join("-" if n["mean"] is None or not np.isfinite(n["mean"]) else f"{n['mean']:.1f}"
+                              for n in b["norm"])
+            lines.append(f"  {b['set']}: grokked per size {grokked}; norm of those {norms}; D_crit {c['d_crit']:.0f} "
+                         f"[{c['ci_low']:.0f}, {c['ci_high']:.0f}]")
     return lines
 
 
