@@ -18,7 +18,8 @@ the norm at the end of training is used, which is the paper's reading only at co
 
 D_crit is the smallest D at which the memorizing curve (mean norm over seeds, linear between grid sizes) reaches
 the generalizing one; its interval is a percentile bootstrap over seeds (resampling each size's runs of each
-circuit independently), from scipy.stats. NaN where the curves do not cross inside the grid.
+circuit independently), from scipy.stats. NaN where the curves do not cross inside the grid, and no interval
+when fewer than two runs generalized.
 """
 
 import numpy as np
@@ -95,6 +96,8 @@ def d_crit(sizes, mem_norm, mem_size, gen_norm, gen_size, level: float = 0.95, s
     finite = draws[np.isfinite(draws)]
     alpha = (1 - level) / 2
     low, high = (np.quantile(finite, [alpha, 1 - alpha]) if len(finite) else (np.nan, np.nan))
+    if np.sum(np.isfinite(gen_norm)) < 2:  # one generalizing run: resampling it cannot show its spread
+        low, high = np.nan, np.nan
     return {"d_crit": point, "ci_low": float(low), "ci_high": float(high), "level": level,
             "crossed_fraction": float(len(finite) / N_RESAMPLES)}
 
