@@ -73,8 +73,9 @@ class OptimizerSpec(Spec):
 
 def make_optimizer(spec: OptimizerSpec, hparams: dict, params, warmup_steps: int = 0) -> optax.GradientTransformation:
     """The optimiser of `spec` with the hyperparameters of `hparams` (arrays: a grid does not recompile), behind
-    its accelerators if any; with `warmup_steps`, the learning rate rises linearly, lr (t + 1) / warmup_steps at
-    step t."""
+    its accelerators if any; with `warmup_steps` W, the learning rate rises linearly, lr min(1, t / W) at step t
+    (PyTorch's `LambdaLR(lambda t: min(1, t / W))` stepped after each update, as the Grokfast code warms up: the
+    first update has learning rate 0 and only feeds the optimizer's moments)."""
     front = accelerators(spec, hparams)
     base = base_optimizer(spec, hparams, params, warmup_steps)
     return optax.chain(*front, base) if front else base  # no accelerator: the same optimizer state as before
@@ -97,7 +98,7 @@ def base_optimizer(spec: OptimizerSpec, hparams: dict, params, warmup_steps: int
     lr, wd, mask = hparams["lr"], hparams["weight_decay"], weights_only(params)
     if warmup_steps:
         peak = lr
-        lr = lambda count: peak * jnp.minimum(1.0, (count + 1) / warmup_steps)
+        lr = lambda count: peak * jnp.minimum(1.0, count / warmup_steps)
     if spec.kind == "adamw":
         return optax.adamw(lr, spec.beta1, spec.beta2, spec.eps, weight_decay=wd, mask=mask)
     if spec.kind == "adam":

@@ -42,7 +42,8 @@ def test_the_grokfast_preset_runs_its_three_methods_beside_the_published_steps(t
     from grokjax.run.challenge import grokfast_config
 
     cfg = grokfast_config(p=97)
-    assert cfg.problem.op == "*" and cfg.model.kind == "transformer" and cfg.schedule.batch_size == 512
+    assert cfg.problem.op == "*" and cfg.model.block == "grokfast" and cfg.schedule.batch_size == 512
+    assert cfg.optimizer.kind == "adam"
     assert (cfg.schedule.unit, cfg.schedule.warmup_steps, cfg.optimizer.lr) == ("steps", 10, 1e-3)
     argv = ["--preset", "grokfast", "--p", "5", "--n-seeds", "2", "--steps", "20", "--log-every", "10", "--workers",
             "1", "--no-progress", "--no-compile-cache", "--out", str(tmp_path / "g")]

@@ -102,11 +102,11 @@ def test_linear_warmup_scales_the_first_steps():
         state = step(state, cfg.hparams())
         new = as64(state.params)
         g = numpy_grads(p, TASK.train_pairs, TASK.train_labels)
-        factor = min(1.0, (t + 1) / w)  # 1/3, 2/3, then the full learning rate
+        factor = min(1.0, t / w)  # 0, 1/3, 2/3, then the full learning rate
         for k in p:
             np.testing.assert_allclose(new[k] - p[k], -lr * factor * g[k], rtol=2e-3, atol=1e-7,
                                        err_msg=f"step {t}, {k}")
-        if t == 0:
+        if t == 1:
             ratio = np.linalg.norm(new["w_unembed"] - p["w_unembed"]) / np.linalg.norm(lr * g["w_unembed"])
             assert abs(ratio - 1 / w) < 1e-4
         p = new

@@ -141,3 +141,30 @@ def test_transformer_seeds_do_not_interact_in_a_vmapped_batch():
         single = jax.jit(model.apply)(jax.tree.map(lambda x: x[i], params), inputs)
         np.testing.assert_allclose(single, together[i], rtol=1e-5, atol=1e-5)
     assert not np.allclose(together[0], together[1])
+
+
+def test_the_grokfast_decoder_normalizes_before_each_sublayer_and_at_the_end():
+    """block="grokfast", attention zeroed: each block is x = ln_1(x); x = x + mlp(ln_2(x)) with a GELU MLP with
+    biases (the residual is added to the normalized stream), then a final LayerNorm and the unembedding: the
+    structure of the Grokfast code's decoder, computed by hand in numpy."""
+    import jax
+    import jax.numpy as jnp
+    from scipy.special import erf
+
+    from grokjax.models.transformer import Transformer
+
+    model = Transformer(5, 5, n_layers=2, d_model=8, n_heads=2, d_mlp=16, block="grokfast")
+    left, right = jnp.array([0, 1, 4]), jnp.array([2, 3, 4])
+    params = model.init(jax.random.PRNGKey(0), left, right)["params"]
+    attention = ("w_q", "w_k", "w_v", "w_o", "b_q", "b_k", "b_v", "b_o")
+    zeroed = {k: jnp.zeros_like(v) if k.rsplit("_", 1)[0] in attention else v for k, v in params.items()}
+    P = jax.tree.map(np.asarray, params)
+    x = P["embed"][np.stack([left, np.full(3, 5), right, np.full(3, 6)], -1)] + P["pos_embed"]
+    ln = lambda y, p: (y - y.mean(-1, keepdims=True)) / np.sqrt(y.var(-1, keepdims=True) + 1e-5) * p["scale"] + p["bias"]
+    gelu = lambda z: 0.5 * z * (1 + erf(z / np.sqrt(2)))
+    for i in range(2):
+        x = ln(x, P[f"ln_1_{i}"])
+        h = gelu(ln(x, P[f"ln_2_{i}"]) @ P[f"w_in_{i}"] + P[f"b_in_{i}"])
+        x = x + h @ P[f"w_out_{i}"] + P[f"b_out_{i}"]
+    want = ln(x, P["ln_f"])[:, -1] @ P["w_unembed"]
+    np.testing.assert_allclose(model.apply({"params": zeroed}, left, right), want, rtol=1e-4, atol=1e-5)
