@@ -167,6 +167,9 @@ def test_ungrok_continues_each_run_on_each_smaller_set_and_the_large_one_as_if_n
     long = np.load(tmp_path / "long" / "traces.npz")
     np.testing.assert_array_equal(got["heldout_acc"][2:], long["heldout_acc"][:, -2:])
     np.testing.assert_array_equal(got["train_acc"][2:], long["train_acc"][:, -2:])
+    from grokjax.figures import draw
+
+    assert [q.name for q in draw(tmp_path / "u")[0]] == ["ungrok.png"]
 
 
 def test_semi_grok_study_counts_the_detector_on_its_own_traces(tmp_path, capsys):
@@ -181,3 +184,6 @@ def test_semi_grok_study_counts_the_detector_on_its_own_traces(tmp_path, capsys)
     semi = semi_grokked(traces["epochs"], traces["train_acc"], traces["heldout_acc"])
     assert [r["semi_grokked"]["count"] for r in info["rows"]] == [int(semi[:2].sum()), int(semi[2:].sum())]
     assert [(r["size"], r["runs"]) for r in info["rows"]] == [(10, 2), (20, 2)] and "semi-grokked" in out
+    from grokjax.figures import draw
+
+    assert [q.name for q in draw(tmp_path / "s")[0]] == ["semigrok.png"]

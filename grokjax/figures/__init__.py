@@ -10,7 +10,14 @@ import sys
 
 from grokjax.figures.atlas import draw_atlas, is_atlas_results
 from grokjax.figures.challenge import draw_challenge, is_challenge_results
-from grokjax.figures.efficiency import draw_efficiency, is_efficiency_results
+from grokjax.figures.efficiency import (
+    draw_efficiency,
+    draw_semigrok,
+    draw_ungrok,
+    is_efficiency_results,
+    is_semigrok_results,
+    is_ungrok_results,
+)
 from grokjax.figures.jacobian import draw_jacobian, is_jacobian_results
 from grokjax.figures.llc import llc_correlation_lines
 from grokjax.figures.measures import measures_correlation_lines
@@ -39,6 +46,10 @@ def draw(results_dir, out_dir=None) -> tuple[list, list[str]]:
             return draw_challenge(results_dir, out_dir), []
         if is_efficiency_results(results_dir):
             return draw_efficiency(results_dir, out_dir), []
+        if is_ungrok_results(results_dir):
+            return draw_ungrok(results_dir, out_dir), []
+        if is_semigrok_results(results_dir):
+            return draw_semigrok(results_dir, out_dir), []
         if is_sharpness_results(results_dir):
             return draw_sharpness(results_dir, out_dir), []
         if is_atlas_results(results_dir):
