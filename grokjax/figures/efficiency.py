@@ -101,7 +101,10 @@ def _curves_by_size(ax, epochs, curves, size_of_run, sizes, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_ylabel("held-out accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no run to show", transform=ax.transAxes, ha="center")
 
 
 def ungrok_figure(info: dict, arrays: dict) -> Figure:
