@@ -1,4 +1,6 @@
-"""Small configs for the tests: a tiny MLP on small groups, trained for a few epochs."""
+"""Small configs for the tests: a tiny MLP on small groups, trained for a few epochs; relabelled group tables."""
+
+import numpy as np
 
 from grokjax.models import MLP2Spec
 from grokjax.optim import OptimizerSpec
@@ -19,3 +21,13 @@ def small(groups=S3_VS_A3Z2, embed_dim=8, hidden_dim=8, epochs=30, log_every=5, 
                        model=model or MLP2Spec(embed_dim, hidden_dim),
                        optimizer=OptimizerSpec(**opt),
                        schedule=Schedule(epochs, log_every, keep_every, batch_size), **run_and_optimizer)
+
+
+def relabelled(G, seed: int):
+    """G with its labels permuted at random: the table of an isomorphic group whose identity is not label 0."""
+    from grokjax.problems.groups import Group
+
+    pi = np.random.default_rng(seed).permutation(G.order)
+    table = np.empty_like(G.table)
+    table[np.ix_(pi, pi)] = pi[G.table]
+    return Group(f"relabelled {G.name}", table)

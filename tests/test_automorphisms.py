@@ -16,15 +16,9 @@ from grokjax.problems.automorphisms import (
     semidirect_pair,
     small_groups,
 )
+from configs import relabelled
 from grokjax.problems.groups import Group, GroupError, alternating, parse_group, symmetric, twisted_cyclic
 
-
-def relabelled(G: Group, seed: int) -> Group:
-    """G with its labels permuted at random: the table of an isomorphic group whose identity is not label 0."""
-    pi = np.random.default_rng(seed).permutation(G.order)
-    table = np.empty_like(G.table)
-    table[np.ix_(pi, pi)] = pi[G.table]
-    return Group(f"relabelled {G.name}", table)
 
 
 def composition_group(autos: np.ndarray) -> Group:

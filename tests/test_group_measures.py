@@ -15,15 +15,9 @@ from grokjax.analysis.group_measures import (
     label_balance,
     n_classes,
 )
-from grokjax.problems.groups import Group, parse_group
+from configs import relabelled
+from grokjax.problems.groups import parse_group
 
-
-def relabelled(G: Group, seed: int) -> Group:
-    """G with its labels permuted at random (so its identity is not label 0)."""
-    pi = np.random.default_rng(seed).permutation(G.order)
-    table = np.empty_like(G.table)
-    table[np.ix_(pi, pi)] = pi[G.table]
-    return Group(f"relabelled {G.name}", table)
 
 
 @pytest.mark.parametrize("spec, degrees", [
