@@ -75,7 +75,9 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
         m_kept = ~m["diverged"]
         rows = []
         for s, size in enumerate(sizes):
-            g_run, g_gen, m_run = ~g["diverged"] & (g_size == s), g_kept & (g_size == s), m_kept & (m_size == s)
+            # a size without held-out points (the whole set trained on) has no generalized fraction
+            g_run = ~g["diverged"] & (g_size == s) & np.isfinite(g["final_heldout_acc"])
+            g_gen, m_run = g_kept & (g_size == s), m_kept & (m_size == s)
             norm = lambda d, at: dict(zip(("mean", "ci_low", "ci_high"), mean_interval(d["norm"][at], level)))
             per_norm = lambda d, at: float(np.mean(d["final_mean_margin"][at] / d["final_weight_norm"][at])) \
                 if at.any() else None
