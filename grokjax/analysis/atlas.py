@@ -9,15 +9,18 @@ Per candidate measure m, its difference between the groups, Δ = m(G1) - m(G2), 
 - a *logistic regression* of the seeds' choice on Δ standardised over the pairs (log-odds of G1 = a + b Δ/sd),
   fitted by Newton's method on the pooled seed counts, with a percentile bootstrap interval over pairs (pairs
   resampled whole, so the interval carries the variation between pairs, not only the binomial noise of seeds).
-  A draw whose fit separates (|b| past `SEPARATED`) is counted apart: the data then order the pairs perfectly.
+  A fit *separates* when the likelihood has no finite maximum (the measure orders the decided seeds perfectly, as
+  it does when every pair has one winner): its slope keeps growing under further Newton steps (by more than
+  `GROWTH` from `ITERATIONS` to twice as many), so it is reported as separating, not as a number.
 """
 
 import numpy as np
 
 from grokjax.analysis.outcomes import proportion
 
-SEPARATED = 30.0
-"""A standardised slope beyond this is a separating fit (the likelihood has no finite maximum)."""
+ITERATIONS = 50
+GROWTH = 0.5
+"""A standardised slope that grows by more than GROWTH between ITERATIONS and 2 ITERATIONS Newton steps diverges."""
 
 
 def preference(g1_count: np.ndarray, g2_count: np.ndarray, level: float = 0.95) -> dict:
@@ -27,7 +30,7 @@ def preference(g1_count: np.ndarray, g2_count: np.ndarray, level: float = 0.95) 
     return {"share": pick("fraction"), "ci_low": pick("ci_low"), "ci_high": pick("ci_high")}
 
 
-def _logistic(x: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = 50) -> np.ndarray:
+def _logistic(x: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = ITERATIONS) -> np.ndarray:
     """(..., 2) maximum-likelihood (a, b) of log-odds a + b x for k successes of n trials at x, batched over the
     leading axes (pairs last); Newton's method with the 2 x 2 Hessian, steps halved until the likelihood rises."""
     theta = np.zeros(x.shape[:-1] + (2,))
@@ -71,16 +74,22 @@ def measure_reading(delta: np.ndarray, g1_count: np.ndarray, g2_count: np.ndarra
     if len(delta) < 2 or delta.std() == 0:
         return {**out, "slope": np.nan, "slope_ci": [np.nan, np.nan], "separated_fraction": np.nan}
     x = delta / delta.std()
-    slope = _logistic(x[None], k[None], n[None])[0, 1]
+    slope, separates = _slope(x[None], k[None], n[None])
     draws = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
-    boot = _logistic(x[draws], k[draws], n[draws])[:, 1]
-    boot = np.where(np.std(x[draws], -1) > 0, boot, np.nan)  # a draw of one repeated difference has no slope
-    separated = np.abs(boot) > SEPARATED
+    boot, separated = _slope(x[draws], k[draws], n[draws])
+    usable = np.std(x[draws], -1) > 0  # a draw of one repeated difference has no slope
+    finite = boot[usable & ~separated]
     tail = (1 - level) / 2
-    finite = boot[~np.isnan(boot)]
     ci = np.quantile(finite, [tail, 1 - tail]).tolist() if len(finite) else [np.nan, np.nan]
-    return {**out, "slope": float(slope), "slope_ci": ci, "separated_fraction": float(separated.mean()),
-            "slope_separates": bool(abs(slope) > SEPARATED)}
+    return {**out, "slope": float(slope[0]) if not separates[0] else float(np.sign(slope[0]) * np.inf),
+            "slope_ci": ci, "separated_fraction": float(separated[usable].mean()) if usable.any() else np.nan,
+            "slope_separates": bool(separates[0])}
+
+
+def _slope(x, k, n) -> tuple[np.ndarray, np.ndarray]:
+    """The fitted standardised slopes and whether each fit separates (see the module)."""
+    short, long = _logistic(x, k, n)[..., 1], _logistic(x, k, n, 2 * ITERATIONS)[..., 1]
+    return long, np.abs(long) - np.abs(short) > GROWTH
 
 
 def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
@@ -95,8 +104,13 @@ def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
     for name, r in readings.items():
         c = r["concordance"]
         conc = "-" if c is None else f"{c['count']}/{r['n_counted']} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
-        slope = "-" if np.isnan(r["slope"]) else f"{r['slope']:+.2f} [{r['slope_ci'][0]:+.2f}, {r['slope_ci'][1]:+.2f}]"
+        if np.isnan(r["slope"]):
+            slope = "-"
+        elif r["slope_separates"]:
+            slope = f"separates: the {'smaller' if r['slope'] < 0 else 'larger'} value wins"
+        else:
+            slope = f"{r['slope']:+.2f} [{r['slope_ci'][0]:+.2f}, {r['slope_ci'][1]:+.2f}]"
         if not np.isnan(r["slope"]) and r["separated_fraction"] > 0:
-            slope += f" (separates in {100 * r['separated_fraction']:.0f}% of draws)"
+            slope += f" (separates in {100 * r['separated_fraction']:.1f}% of draws)"
         lines.append(f"{name:<22} {r['n_pairs']:>5} {r['n_clear']:>5}  {conc:<22} {slope}")
     return lines
