@@ -45,7 +45,7 @@ def main(argv=None):
     which = p.add_mutually_exclusive_group()
     which.add_argument("--max-order", type=int, default=24, help="largest pair order |G| = 2|K| (default: 24)")
     which.add_argument("--pairs", nargs="+", metavar="G1|G2", help="explicit pairs instead of the catalogue")
-    p.add_argument("--min-order", type=int, default=4, help="smallest pair order (default: 4)")
+    p.add_argument("--min-order", type=int, default=4, help="smallest pair order of the catalogue (default: 4)")
     p.add_argument("--k", nargs="+", metavar="SPEC", help="only these groups K (specs) instead of the catalogue")
     p.add_argument("--list", action="store_true", help="print the pairs and their measures, train nothing")
     add_config_options(p, grid=False, problem=False)
@@ -57,8 +57,8 @@ def main(argv=None):
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     if a.pairs:
-        if a.k:
-            raise UserError("Give either --pairs or --k, not both.")
+        if a.k or a.min_order != 4:
+            raise UserError("--pairs lists the pairs itself: leave out --k and --min-order.")
         pairs = pairs_from_specs(parse_pairs(a.pairs))
     else:
         pairs = [q for q in enumerate_pairs(a.max_order, a.k) if q.order >= a.min_order]

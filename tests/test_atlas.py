@@ -25,9 +25,13 @@ def test_a_measure_that_orders_every_pair_is_concordant_and_separates():
     g1 = np.array([95, 90, 80, 10, 5, 0])  # the group with the smaller measure wins every pair
     r = measure_reading(delta, g1, 100 - g1, n_boot=200)
     assert r["concordance"]["count"] == 6 and r["n_counted"] == 6 and r["concordance"]["ci_low"] > 0.5
-    assert not r["slope_separates"] and r["slope"] < 0 and r["slope_ci"][1] < 0
-    pure = measure_reading(delta, np.array([100, 100, 100, 0, 0, 0]), np.array([0, 0, 0, 100, 100, 100]), n_boot=200)
-    assert pure["slope_separates"] and pure["slope"] == -np.inf  # no finite maximum: reported, not a number
+    assert r["fit"] == "finite" and r["slope"] < 0 and r["slope_ci"][1] < 0
+    for d in (delta, np.array([-3, -0.02, -0.01, 0.01, 0.02, 3])):  # a wide or a narrow gap: both separate
+        pure = measure_reading(d, np.array([100, 100, 100, 0, 0, 0]), np.array([0, 0, 0, 100, 100, 100]),
+                               n_boot=200)
+        assert pure["fit"] == "separates: the smaller value wins" and np.isnan(pure["slope"])  # never a number
+    one_sided = measure_reading(delta, np.array([90, 80, 70, 60, 50, 40]), np.zeros(6, int), n_boot=200)
+    assert one_sided["fit"].startswith("one-sided") and np.isnan(one_sided["slope"])
     unrelated = measure_reading(np.array([1.0, -1, 1, -1]), np.array([90, 90, 10, 10]), np.array([10, 10, 90, 90]),
                                 n_boot=200)
     assert unrelated["concordance"]["count"] == 2 and unrelated["slope_ci"][0] < 0 < unrelated["slope_ci"][1]

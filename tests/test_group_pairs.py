@@ -60,3 +60,7 @@ def test_refusals():
         config(PAIRS, fraction_grid=(0.5, 1.0))
     with pytest.raises(UserError, match="one second group"):
         GroupPairsProblem(g1=("D(4)",), g2=())
+    with pytest.raises(UserError, match="same table"):
+        config((("Z(4)", "Z(4)"),)).data()
+    with pytest.raises(UserError, match="full batch"):
+        dataclasses.replace(config(PAIRS), schedule=Schedule(length=40, log_every=10, batch_size=8))

@@ -9,17 +9,21 @@ Per candidate measure m, its difference between the groups, Δ = m(G1) - m(G2), 
 - a *logistic regression* of the seeds' choice on Δ standardised over the pairs (log-odds of G1 = a + b Δ/sd),
   fitted by Newton's method on the pooled seed counts, with a percentile bootstrap interval over pairs (pairs
   resampled whole, so the interval carries the variation between pairs, not only the binomial noise of seeds).
-  A fit *separates* when the likelihood has no finite maximum (the measure orders the decided seeds perfectly, as
-  it does when every pair has one winner): its slope keeps growing under further Newton steps (by more than
-  `GROWTH` from `ITERATIONS` to twice as many), so it is reported as separating, not as a number.
+  A fit has no finite maximum when the measure orders the decided seeds perfectly (as when every pair has one
+  winner: the slope diverges, "separates") or when every decided seed chose the same side (the intercept
+  diverges, "one-sided"); either shows as a coefficient that keeps growing under further Newton steps (by more
+  than `GROWTH` from `ITERATIONS` to twice as many) or reaches the bound `CLIP`, and is reported as such, never as a
+  number; bootstrap draws without a finite fit are counted apart and left out of the interval.
 """
 
 import numpy as np
+from scipy.special import expit
 
 from grokjax.analysis.outcomes import proportion
 
 ITERATIONS = 50
 GROWTH = 0.5
+CLIP = 1e3
 """A standardised slope that grows by more than GROWTH between ITERATIONS and 2 ITERATIONS Newton steps diverges."""
 
 
@@ -41,7 +45,7 @@ def _logistic(x: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = ITE
 
     for _ in range(iterations):
         z = theta[..., :1] + theta[..., 1:] * x
-        p = 1 / (1 + np.exp(-z))
+        p = expit(z)
         r, w = k - n * p, n * p * (1 - p)
         grad = np.stack([r.sum(-1), (r * x).sum(-1)], -1)
         h = np.stack([np.stack([w.sum(-1), (w * x).sum(-1)], -1),
@@ -54,7 +58,7 @@ def _logistic(x: np.ndarray, k: np.ndarray, n: np.ndarray, iterations: int = ITE
             if not worse.any():
                 break
             scale = np.where(worse, scale / 2, scale)
-        theta = np.clip(theta + scale[..., None] * step, -1e3, 1e3)
+        theta = np.clip(theta + scale[..., None] * step, -CLIP, CLIP)
     return theta
 
 
@@ -71,25 +75,33 @@ def measure_reading(delta: np.ndarray, g1_count: np.ndarray, g2_count: np.ndarra
     simpler_won = np.sum(counted & ((share["share"] > 0.5) == (delta < 0)))
     out = {"n_pairs": int(keep.sum()), "n_clear": int(clear.sum()), "n_counted": int(counted.sum()),
            "concordance": proportion(int(simpler_won), int(counted.sum()), level) if counted.any() else None}
+    none = {"slope": np.nan, "slope_ci": [np.nan, np.nan], "fit": None, "unfit_fraction": np.nan}
     if len(delta) < 2 or delta.std() == 0:
-        return {**out, "slope": np.nan, "slope_ci": [np.nan, np.nan], "separated_fraction": np.nan}
+        return {**out, **none}
     x = delta / delta.std()
-    slope, separates = _slope(x[None], k[None], n[None])
+    slope, fit = _slope(x[None], k[None], n[None])
     draws = np.random.default_rng(seed).integers(0, len(x), (n_boot, len(x)))
-    boot, separated = _slope(x[draws], k[draws], n[draws])
+    boot, boot_fit = _slope(x[draws], k[draws], n[draws])
     usable = np.std(x[draws], -1) > 0  # a draw of one repeated difference has no slope
-    finite = boot[usable & ~separated]
+    finite = boot[usable & (boot_fit == "finite")]
     tail = (1 - level) / 2
     ci = np.quantile(finite, [tail, 1 - tail]).tolist() if len(finite) else [np.nan, np.nan]
-    return {**out, "slope": float(slope[0]) if not separates[0] else float(np.sign(slope[0]) * np.inf),
-            "slope_ci": ci, "separated_fraction": float(separated[usable].mean()) if usable.any() else np.nan,
-            "slope_separates": bool(separates[0])}
+    unfit = float(np.mean(boot_fit[usable] != "finite")) if usable.any() else np.nan
+    if fit[0] == "separates":
+        fit = "separates: the smaller value wins" if slope[0] < 0 else "separates: the larger value wins"
+        return {**out, **none, "fit": fit, "unfit_fraction": unfit}
+    if fit[0] == "one-sided":
+        return {**out, **none, "fit": "one-sided: every decided seed chose the same group", "unfit_fraction": unfit}
+    return {**out, "slope": float(slope[0]), "slope_ci": ci, "fit": "finite", "unfit_fraction": unfit}
 
 
 def _slope(x, k, n) -> tuple[np.ndarray, np.ndarray]:
-    """The fitted standardised slopes and whether each fit separates (see the module)."""
-    short, long = _logistic(x, k, n)[..., 1], _logistic(x, k, n, 2 * ITERATIONS)[..., 1]
-    return long, np.abs(long) - np.abs(short) > GROWTH
+    """The fitted standardised slopes and their kind of fit: "finite", "separates" (the slope diverges) or
+    "one-sided" (the intercept does), see the module."""
+    short, long = _logistic(x, k, n), _logistic(x, k, n, 2 * ITERATIONS)
+    diverges = (np.abs(long) - np.abs(short) > GROWTH) | (np.abs(long) >= CLIP)
+    kind = np.where(diverges[..., 1], "separates", np.where(diverges[..., 0], "one-sided", "finite"))
+    return long[..., 1], kind
 
 
 def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
@@ -104,13 +116,13 @@ def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
     for name, r in readings.items():
         c = r["concordance"]
         conc = "-" if c is None else f"{c['count']}/{r['n_counted']} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
-        if np.isnan(r["slope"]):
+        if r["fit"] is None:
             slope = "-"
-        elif r["slope_separates"]:
-            slope = f"separates: the {'smaller' if r['slope'] < 0 else 'larger'} value wins"
+        elif r["fit"] != "finite":
+            slope = r["fit"]
         else:
             slope = f"{r['slope']:+.2f} [{r['slope_ci'][0]:+.2f}, {r['slope_ci'][1]:+.2f}]"
-        if not np.isnan(r["slope"]) and r["separated_fraction"] > 0:
-            slope += f" (separates in {100 * r['separated_fraction']:.1f}% of draws)"
+        if r["fit"] is not None and r["unfit_fraction"] > 0:
+            slope += f" (no finite fit in {100 * r['unfit_fraction']:.1f}% of draws)"
         lines.append(f"{name:<22} {r['n_pairs']:>5} {r['n_clear']:>5}  {conc:<22} {slope}")
     return lines

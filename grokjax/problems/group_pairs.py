@@ -52,6 +52,9 @@ class GroupPairsProblem(Spec):
         empty = [name for name, t in zip(self.names(), tables) if not (t[0] == t[1]).any()]
         if empty:
             raise UserError(f"The groups of {empty[0]} agree on no product, so there is nothing to train on.")
+        same = [name for name, t in zip(self.names(), tables) if (t[0] == t[1]).all()]
+        if same:
+            raise UserError(f"The groups of {same[0]} have the same table, so there is no choice to study.")
         return tables
 
     def build(self) -> Data:

@@ -109,13 +109,13 @@ def run_atlas(pairs, base: SweepConfig, out, workers: int = 0, progress: bool = 
 
 
 def _plain(x):
-    """JSON-ready copy: numpy scalars as Python numbers, NaN as None."""
+    """JSON-ready copy: numpy scalars as Python numbers, NaN and infinities as None (strict JSON has neither)."""
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
     if isinstance(x, (np.floating, float)):
-        return None if np.isnan(x) else float(x)
+        return None if not np.isfinite(x) else float(x)
     if isinstance(x, np.integer):
         return int(x)
     if isinstance(x, np.bool_):

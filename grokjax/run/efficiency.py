@@ -61,7 +61,8 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
     with its interval, the generalized fraction of the true-label runs, the logit margin per unit norm and the
     memorizing runs' train accuracy; and D_crit. `gen` and `mem` are seeds.npz arrays (float32 fractions and
     weight decays), `fractions` (increasing) and `weight_decays` the sweeps' grid values, `sizes` the
-    training-set size of each fraction; diverged runs are left out and counted. With several evaluation sets
+    training-set size of each fraction; diverged runs are left out and counted, and so are memorizing runs whose
+    mean margin is not positive (no norm at the fixed margin: "memorizing_no_norm"). With several evaluation sets
     (`set_names`, e.g. two groups on shared labels), also per set the generalizing circuit of the true-label runs
     that grokked that set (its `grokked` column) and its own D_crit ("by_set")."""
     levels = np.float32(fractions)
@@ -88,6 +89,8 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
                 "generalizing_margin_per_norm": per_norm(g, g_gen), "memorizing_margin_per_norm": per_norm(m, m_run),
                 "memorizing_train_acc": float(np.mean(m["final_train_acc"][m_run])) if m_run.any() else None,
                 "diverged": int((g["diverged"] & (g_size == s)).sum() + (m["diverged"] & (m_size == s)).sum()),
+                # runs without a norm to read (mean margin not positive: they do not fit their set on average)
+                "memorizing_no_norm": int(np.sum(m_run & ~np.isfinite(m["norm"]))),
             })
         crit = d_crit(sizes, m["norm"][m_kept], m_size[m_kept], g["norm"][g_kept], g_size[g_kept], level)
         by_set = []
@@ -153,7 +156,8 @@ def format_efficiency(info: dict) -> list[str]:
             frac = f"{g['fraction']:.2f} [{g['ci_low']:.2f}, {g['ci_high']:.2f}]" if g["fraction"] is not None else "-"
             cell = lambda n: f"{n['mean']:.1f} [{n['ci_low']:.1f}, {n['ci_high']:.1f}]"
             acc = "-" if r["memorizing_train_acc"] is None else f"{r['memorizing_train_acc']:.3f}"
-            lines.append(f"  {r['size']:>6} {frac:>22} {cell(gn):>24} {cell(mn):>24} {acc:>15}")
+            unfit = f" ({r['memorizing_no_norm']} unfitted left out)" if r.get("memorizing_no_norm") else ""
+            lines.append(f"  {r['size']:>6} {frac:>22} {cell(gn):>24} {cell(mn):>24} {acc:>15}{unfit}")
         for b in w.get("by_set", []):
             c = b["d_crit"]
             grokked = ", ".join(f"{g['count']}" for g in b["grokked"])

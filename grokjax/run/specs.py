@@ -90,6 +90,8 @@ class SweepConfig(Spec):
                 raise UserError("A sweep over training fractions trains full batch: leave out the batch size.")
         if self.fraction_grid and hasattr(self.problem, "n_variants"):
             raise UserError("A sweep cannot vary both the training fraction and the problem.")
+        if self.schedule.batch_size and hasattr(self.problem, "n_variants"):
+            raise UserError("A sweep over problems trains full batch: leave out the batch size.")
         grid = self.grid()
         for g in range(self.n_grid):
             optimizer = {k: v[g] for k, v in grid.items() if k not in ("variant", "fraction")}
