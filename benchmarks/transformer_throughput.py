@@ -6,7 +6,8 @@
 What is measured, in one run on this machine, in model-steps per second (one transformer, one AdamW step on a
 minibatch; the full-table validation accuracy every `--log-every` steps included):
 
-- grokjax as a sweep runs it (the Grokfast preset's config, `grokjax.run.challenge.grokfast_config`): the sweep's
+- grokjax as a sweep runs it (the Grokfast preset's task and schedule, `grokjax.run.challenge.grokfast_config`, with
+  Power et al.'s transformer and AdamW, the model and optimizer the PyTorch reference implements): the sweep's
   program through the runner at the sweep's call width, on every local device or in worker processes pinned one
   per core, without the disk (`throughput.engine_rate`);
 - a plain loop that jit-compiles the same pure `Trainer.train` for one seed and calls it seed after seed
@@ -22,6 +23,7 @@ import importlib.util
 
 import jax
 
+from grokjax.models import TransformerSpec
 from grokjax.run import runner
 from grokjax.run.challenge import grokfast_config
 from grokjax.run.sweep import with_call_width
@@ -53,7 +55,9 @@ def main():
     print(f"device: {len(dev)} x {dev[0].device_kind} ({dev[0].platform}), {runner.default_workers()} cores, "
           f"jax {jax.__version__}")
     flop_rate = matmul_rate()
-    cfg = with_call_width(grokfast_config(a.seeds, a.steps, a.log_every))
+    base = grokfast_config(a.seeds, a.steps, a.log_every)
+    cfg = with_call_width(dataclasses.replace(base, model=TransformerSpec(),
+                                              optimizer=dataclasses.replace(base.optimizer, kind="adamw")))
     data = cfg.problem.build()
     print(f"measured: float32 matmul {flop_rate / 1e9:,.0f} GFLOP/s\n{cfg.problem.op} mod {cfg.problem.p}: "
           f"{data.n_train} training points, transformer {cfg.model}, batches of {cfg.schedule.batch_size}, "
