@@ -1,10 +1,16 @@
 """The structure of a finite group read off its Cayley table (pure numpy): identity, inverses, element orders,
-conjugacy classes, centre, generated and derived subgroups. Shared by the automorphism and isomorphism search
-(`grokjax.problems.automorphisms`) and the simplicity measures (`grokjax.analysis.group_measures`)."""
+conjugacy classes, centre, generated and derived subgroups. Shared by the spec grammar's power map
+(`grokjax.problems.groups.power_map`), the automorphism and isomorphism search (`grokjax.problems.automorphisms`)
+and the simplicity measures (`grokjax.analysis.group_measures`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grokjax.problems.groups import Group
+if TYPE_CHECKING:  # groups.py builds its power map from these functions, so no import of it at run time
+    from grokjax.problems.groups import Group
 
 
 def identity(G: Group) -> int:

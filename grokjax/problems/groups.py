@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from grokjax.errors import UserError
+from grokjax.problems.group_structure import identity, inverses
 
 MAX_ORDER = 10_000  # a 10,000-element table already has 10^8 pairs
 MAX_DEGREE = 7  # S(7) has 5040 elements; A(8) and S(8) exceed MAX_ORDER
@@ -337,8 +338,8 @@ def quaternion(m: int) -> Group:
 
 def power_map(K: Group, p: int) -> np.ndarray:
     """The map k -> k^p (k composed with itself p times in K; negative p uses inverses) as an image array."""
-    e = int(np.flatnonzero((K.table == np.arange(K.order)).all(axis=1))[0])
-    base = np.arange(K.order) if p >= 0 else np.argmax(K.table == e, axis=1)
+    e = identity(K)
+    base = np.arange(K.order) if p >= 0 else inverses(K)
     result, p = np.full(K.order, e), abs(p)
     while p:
         if p & 1:
