@@ -189,8 +189,6 @@ def config_from_args(a, schedule=None, problem=None, **run):
     problem options (for a script without them), `run` gives the run fields (seeds, grid, ...)."""
     from grokjax.models import MODELS
     from grokjax.optim import OptimizerSpec
-    from grokjax.problems.group_tasks import GroupsProblem
-    from grokjax.problems.modular import ModularProblem
     from grokjax.run.specs import SweepConfig
     from grokjax.train import Schedule
 
@@ -201,19 +199,25 @@ def config_from_args(a, schedule=None, problem=None, **run):
         steps = a.steps is not None
         schedule = Schedule(a.steps if steps else a.epochs, a.log_every, a.keep_every, a.batch_size,
                             "steps" if steps else "epochs", a.warmup_steps)
-    if problem is not None:
-        pass
-    elif a.problem == "modular":
-        fraction = ModularProblem.fraction if first(a.fraction) is None else first(a.fraction)
-        problem = ModularProblem(a.p, a.op, fraction, a.split, a.data_seed, a.label_seed)
-    else:
-        fraction = GroupsProblem.fraction if first(a.fraction) is None else first(a.fraction)
-        problem = GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed,
-                                a.label_seed)
+    if problem is None:
+        problem = _problem_from_args(a, first(a.fraction))
     optimizer = OptimizerSpec(a.optimizer, lr, a.beta1, a.beta2, a.eps, wd, a.momentum, a.filter, alpha, lam,
                               a.filter_window, a.ortho)
     return SweepConfig(problem=problem, model=model, optimizer=optimizer, schedule=schedule,
                        matmul_precision=a.matmul_precision, loss=a.loss, **run)
+
+
+def _problem_from_args(a, given):
+    """The group or modular problem of the `add_config_options` problem options; `given` is the first --fraction."""
+    from grokjax.problems.group_tasks import GroupsProblem
+    from grokjax.problems.modular import ModularProblem
+
+    if a.problem == "modular":
+        fraction = ModularProblem.fraction if given is None else given
+        return ModularProblem(a.p, a.op, fraction, a.split, a.data_seed, a.label_seed)
+    fraction = GroupsProblem.fraction if given is None else given
+    return GroupsProblem(tuple(a.groups), a.task, fraction, tuple(a.group_fractions), a.iid_group, a.data_seed,
+                         a.label_seed)
 
 
 def grid_options(a) -> dict:
