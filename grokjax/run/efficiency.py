@@ -55,6 +55,11 @@ def efficiency_norm(seeds: dict, degree: int | None) -> np.ndarray:
     return norm_at_margin(seeds["final_weight_norm"], seeds["final_mean_margin"], degree)
 
 
+def _interval(values, level: float) -> dict:
+    """The mean of `values` and its bootstrap interval, as the summary's {"mean", "ci_low", "ci_high"}."""
+    return dict(zip(("mean", "ci_low", "ci_high"), mean_interval(values, level)))
+
+
 def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, threshold: float,
                        level: float = 0.95, degree: int | None = None, set_names=()) -> list[dict]:
     """Per weight decay: per size, each circuit's mean norm (`efficiency_norm` for models homogeneous of `degree`)
@@ -79,7 +84,7 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
             # a size without held-out points (the whole set trained on) has no generalized fraction
             g_run = ~g["diverged"] & (g_size == s) & np.isfinite(g["final_heldout_acc"])
             g_gen, m_run = g_kept & (g_size == s), m_kept & (m_size == s)
-            norm = lambda d, at: dict(zip(("mean", "ci_low", "ci_high"), mean_interval(d["norm"][at], level)))
+            norm = lambda d, at: _interval(d["norm"][at], level)
             per_norm = lambda d, at: float(np.mean(d["final_mean_margin"][at] / d["final_weight_norm"][at])) \
                 if at.any() else None
             rows.append({
@@ -98,9 +103,7 @@ def summarize_circuits(gen: dict, mem: dict, fractions, weight_decays, sizes, th
             won = ~g["diverged"] & g["grokked"][:, k]
             by_set.append({"set": name, "d_crit": d_crit(sizes, m["norm"][m_kept], m_size[m_kept], g["norm"][won],
                                                           g_size[won], level),
-                           "norm": [dict(zip(("mean", "ci_low", "ci_high"),
-                                             mean_interval(g["norm"][won & (g_size == i)], level)))
-                                    for i in range(len(sizes))],
+                           "norm": [_interval(g["norm"][won & (g_size == i)], level) for i in range(len(sizes))],
                            "grokked": [proportion(int((won & (g_size == i)).sum()),
                                                   int((~g["diverged"] & (g_size == i)).sum()), level)
                                        for i in range(len(sizes))]})
