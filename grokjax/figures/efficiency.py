@@ -50,12 +50,7 @@ def efficiency_curves(info: dict) -> Figure:
                        else "parameter norm at the end")
         top.legend(fontsize=7)
         top.grid(alpha=0.3)
-        g = [r["generalized"] for r in rows]
-        frac = np.array([x["fraction"] if x["fraction"] is not None else np.nan for x in g], float)
-        low = np.array([x["ci_low"] if x["ci_low"] is not None else np.nan for x in g], float)
-        high = np.array([x["ci_high"] if x["ci_high"] is not None else np.nan for x in g], float)
-        bottom.errorbar(size, frac, yerr=[np.nan_to_num(frac - low), np.nan_to_num(high - frac)], marker="o",
-                        capsize=3, color="C2")
+        _fractions_against_size(bottom, rows, "generalized", None, "C2")
         bottom.set_ylim(-0.05, 1.05)
         bottom.set_xlabel("training-set size D")
         bottom.set_ylabel(f"true-label runs generalized (held-out >= {info['threshold']:g})")
@@ -80,7 +75,7 @@ def is_semigrok_results(results_dir) -> bool:
     return (Path(results_dir) / "semigrok.json").is_file()
 
 
-def _fractions_against_size(ax, rows: list, key: str, label: str, colour: str, marker: str = "o") -> None:
+def _fractions_against_size(ax, rows: list, key: str, label: str | None, colour: str, marker: str = "o") -> None:
     """Plot row[key] (a proportion with its interval) against row["size"], rows of one weight decay."""
     size = np.array([r["size"] for r in rows], float)
     get = lambda q: np.array([r[key][q] if r[key][q] is not None else np.nan for r in rows], float)
