@@ -7,11 +7,11 @@ sharpness in grokking"): one command trains every n, fits every run and draws th
 
 The paper's setting is the default: the parity of k = 3 hidden bits among n = 25 ... 45 (the other bits random),
 750 training and 250 validation strings, a two-layer ReLU MLP of width 1000, SGD lr 1e-2 with weight decay 1e-2,
-batches of 32, 3000 epochs. Each n is a sweep of its own in OUT/n_<n> (run the same command again to continue after
-an interruption: finished sweeps and fits are kept); every run's training and validation accuracy is fitted with
-A(t) = a erf(s (t - t*)) + b (experiments/fit_curves.py), and OUT/sharpness.npz and .json gather the relative
-grokking gap, relative and absolute sharpness of every run with the lines through them; the figures go to
-OUT/figures.
+batches of 32, 3000 epochs. Every n x seed is one sweep in OUT/sweep, one compiled program whose grid axis is the
+number of bits (run the same command again to continue after an interruption: a finished sweep and its fits are
+kept); every run's training and validation accuracy is fitted with A(t) = a erf(s (t - t*)) + b
+(experiments/fit_curves.py), and OUT/sharpness.npz and .json gather the relative grokking gap, relative and
+absolute sharpness of every run with the lines through them; the figures go to OUT/figures.
 """
 
 import argparse
@@ -23,9 +23,9 @@ from grokjax.run.concealed_parity import PAPER, run_study
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", required=True, help="directory of the study (one sweep per n inside it)")
+    p.add_argument("--out", required=True, help="directory of the study (its sweep in OUT/sweep)")
     p.add_argument("--n-bits", type=int, nargs="+", default=list(PAPER["n_bits"]), metavar="N",
-                   help="numbers of input bits, one sweep each (default: 25 ... 45)")
+                   help="numbers of input bits, a grid axis of the sweep (default: 25 ... 45)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per n (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inits (seed i: fold_in(seed, i))")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the bit strings (default: %(default)s)")

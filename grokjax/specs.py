@@ -38,7 +38,8 @@ class Spec:
             hint = hints[name]
             if isinstance(hint, type) and issubclass(hint, Spec):
                 value = hint.from_dict(value, f"{what}'s {name}")
-            elif typing.get_origin(hint) is tuple:
+            elif typing.get_origin(hint) is tuple or (isinstance(value, list) and any(
+                    typing.get_origin(h) is tuple for h in typing.get_args(hint))):  # a tuple, or e.g. int | tuple
                 value = tuple(value)
             elif hint is float and isinstance(value, int):
                 value = float(value)

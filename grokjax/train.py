@@ -11,8 +11,9 @@ vary (learning rate, weight decay) are arrays in `hparams`, not constants, so ch
 So is the training fraction of a sweep over fractions (`Data.train_entry`): every run sees the same pool of
 points and trains, full batch, on those with `train_entry <= hparams["fraction"]`, a mask; its metrics (train
 loss, accuracy and margin, held-out accuracy) are of its own training set. Likewise a sweep over problems on the
-same points (`Data.variants`): run `hparams["variant"]` trains, full batch, on its variant's mask of the pool with
-its labels, and is evaluated on its variant's sets.
+same points (`Data.variants`): run `hparams["variant"]` trains on its variant's mask of the pool (full batch,
+unless every variant trains on the whole pool) with its labels and inputs, and is evaluated on its variant's sets;
+with inputs of several widths, its model is drawn for its own width (`Model.init_width`).
 """
 
 from dataclasses import dataclass
@@ -107,18 +108,28 @@ class Metrics(NamedTuple):
     mean_margin: jax.Array  # the mean of the same over training points (the logit scale of circuit efficiency)
 
 
+class RunProblem(NamedTuple):
+    """What one run trains and is evaluated on (see `make_trainer`'s `run_problem`)."""
+
+    labels: jax.Array  # (n_train,) the training labels of the pool
+    active: jax.Array | None  # (n_train,) bool: the pool points it trains on (None: all)
+    sets: jax.Array  # (n_sets, n_points) its evaluation sets' labels
+    train_in: tuple  # the model's inputs at the pool points
+    full_in: tuple  # the model's inputs at every point
+
+
 class Trainer(NamedTuple):
     """Pure functions of one run; see `make_trainer`."""
 
-    init: Callable  # key -> TrainState at epoch 0
+    init: Callable  # (key, hparams=None) -> TrainState at epoch 0 (hparams: the run's variant, if inputs vary)
     start: Callable  # (params, order_key=None) -> TrainState with fresh optimiser state
     step: Callable  # (state, hparams) -> state after one optimizer update
     advance: Callable  # (state, hparams, n_logs) -> (state, Metrics trace)
     train: Callable  # (key, hparams) -> (final state, trace including time 0, kept states or None)
     metrics: Callable  # (params, hparams=None) -> Metrics (the run's fraction or variant from `hparams`)
     apply: Callable  # (params, inputs) -> logits
-    loss: Callable  # (params, active=None, labels=None) -> (mean train loss, every train point correct), over
-    # the `active` pool points with `labels` (default: all, with the problem's labels)
+    loss: Callable  # (params, active=None, labels=None, inputs=None) -> (mean train loss, every train point
+    # correct), over the `active` pool points with `labels` and `inputs` (default: all, the problem's)
 
 
 def make_trainer(data: Data, cfg) -> Trainer:
@@ -131,14 +142,21 @@ def make_trainer(data: Data, cfg) -> Trainer:
     heldout_idx, disagree_idx = point_subsets(data)
     entry = None if data.train_entry is None else jnp.asarray(data.train_entry)
     variants = data.variants
-    if (entry is not None or variants is not None) and sched.batch_size:
-        raise UserError("A sweep over training fractions or problems trains full batch (minibatches of per-run "
-                        "subsets are not supported).")
+    subsets = entry is not None or (variants is not None and not variants.train_mask.all())
+    if subsets and sched.batch_size:
+        raise UserError("A sweep over training fractions or problems on different subsets of the points trains full "
+                        "batch (minibatches of per-run subsets are not supported).")
     if entry is not None and variants is not None:
         raise UserError("A sweep cannot vary both the training fraction and the problem.")
+    variant_x = None
     if variants is not None:
         variant_y, variant_mask = jnp.asarray(variants.train_labels), jnp.asarray(variants.train_mask)
         variant_eval = jnp.asarray(variants.eval_labels)
+        if variants.inputs is not None:
+            if model.init_width is None:
+                raise UserError(f"The {cfg.model.kind} model cannot be drawn for inputs of several widths; use a "
+                                f"model of real-valued inputs such as relu_mlp.")
+            variant_x, widths = jnp.asarray(variants.inputs), jnp.asarray(variants.input_width, jnp.int32)
     agree = jnp.asarray(np.all(data.eval_labels == data.eval_labels[:1], 0))
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
@@ -150,17 +168,19 @@ def make_trainer(data: Data, cfg) -> Trainer:
         with jax.default_matmul_precision(cfg.matmul_precision):
             return model.apply(params, inputs)
 
-    def run_problem(hparams):
-        """The run's (training labels of the pool, its training points among them or None: all, evaluation
-        labels): with `Data.train_entry` a mask by its fraction, with `Data.variants` its variant's."""
-        if variants is not None:
-            v = hparams["variant"].astype(jnp.int32)
-            return variant_y[v], variant_mask[v], variant_eval[v]
-        return train_y, None if entry is None else entry <= hparams["fraction"], eval_y
+    def run_problem(hparams) -> RunProblem:
+        """What the run trains and is evaluated on: with `Data.train_entry` a mask by its fraction, with
+        `Data.variants` its variant's labels, mask, sets and inputs."""
+        if variants is None:
+            return RunProblem(train_y, None if entry is None else entry <= hparams["fraction"], eval_y, train_in,
+                              full_in)
+        v = hparams["variant"].astype(jnp.int32)
+        x = (train_in, full_in) if variant_x is None else ((variant_x[v][train_idx],), (variant_x[v],))
+        return RunProblem(variant_y[v], variant_mask[v], variant_eval[v], *x)
 
-    def loss_fn(params, active=None, labels=None):
+    def loss_fn(params, active=None, labels=None, inputs=None):
         labels = train_y if labels is None else labels
-        logits = apply(params, train_in)
+        logits = apply(params, train_in if inputs is None else inputs)
         true = jnp.take_along_axis(logits, labels[:, None], -1)[:, 0]
         if active is None:
             return jnp.mean(per_point(logits, labels)), jnp.all(true >= logits.max(-1))
@@ -168,19 +188,23 @@ def make_trainer(data: Data, cfg) -> Trainer:
         mean = jnp.sum(weight * per_point(logits, labels)) / jnp.sum(weight)
         return mean, jnp.all((true >= logits.max(-1)) | ~active)
 
-    def batch_loss(params, rows, weight):
-        """Mean loss over the training points `rows` with nonzero `weight` (the padding of a last, smaller batch
-        has weight 0); the fit flag is not computed on a minibatch."""
-        logits = apply(params, tuple(jnp.asarray(x)[rows] for x in train_in))
-        return jnp.sum(weight * per_point(logits, train_y[rows])) / jnp.sum(weight), jnp.bool_(False)
+    def batch_loss(params, rows, weight, labels, inputs):
+        """Mean loss over the training points `rows` (of the run's `labels` and `inputs`) with nonzero `weight`
+        (the padding of a last, smaller batch has weight 0); the fit flag is not computed on a minibatch."""
+        logits = apply(params, tuple(jnp.asarray(x)[rows] for x in inputs))
+        return jnp.sum(weight * per_point(logits, labels[rows])) / jnp.sum(weight), jnp.bool_(False)
 
     def start(params, order_key=None) -> TrainState:
         opt_state = optimizer(cfg.optimizer.hparams(), params).init(params)
         key = jnp.zeros(2, jnp.uint32) if order_key is None else order_key
         return TrainState(params, opt_state, jnp.int32(0), jnp.int32(-1), key)
 
-    def init(key) -> TrainState:
-        return start(model.init(key), order_key(key))
+    def init(key, hparams=None) -> TrainState:
+        if variant_x is None:
+            return start(model.init(key), order_key(key))
+        if hparams is None:
+            raise ValueError("The init of a sweep over inputs of several widths needs the run's hparams.")
+        return start(model.init_width(key, widths[hparams["variant"].astype(jnp.int32)]), order_key(key))
 
     def epoch_order(state: TrainState):
         """The permutation of the training points for the epoch of `state`'s next step, padded to whole batches."""
@@ -189,15 +213,17 @@ def make_trainer(data: Data, cfg) -> Trainer:
 
     def step(state: TrainState, hparams, order=None) -> TrainState:
         """One optimizer update; with minibatches on the batch of `order` (default: drawn for this step's epoch)."""
+        run = run_problem(hparams)
         if batch:
             order = epoch_order(state) if order is None else order
             within = state.epoch % per_epoch
             rows = jax.lax.dynamic_slice(order, (within * batch,), (batch,))
             weight = (within * batch + jnp.arange(batch) < n_train).astype(jnp.float32)
-            (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight)
+            (_, fitted), grads = jax.value_and_grad(batch_loss, has_aux=True)(state.params, rows, weight, run.labels,
+                                                                              run.train_in)
         else:
-            labels, active, _ = run_problem(hparams)
-            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, active, labels)
+            (_, fitted), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, run.active, run.labels,
+                                                                           run.train_in)
         fit_epoch = jnp.where((state.fit_epoch < 0) & fitted, state.epoch, state.fit_epoch)
         updates, opt_state = optimizer(hparams, state.params).update(grads, state.opt_state, state.params)
         return TrainState(optax.apply_updates(state.params, updates), opt_state, state.epoch + 1, fit_epoch,
@@ -217,8 +243,8 @@ def make_trainer(data: Data, cfg) -> Trainer:
         masked = entry is not None or variants is not None
         if masked and hparams is None:
             raise ValueError("The metrics of a sweep over training fractions or problems need the run's hparams.")
-        labels, active, sets = run_problem(hparams) if masked else (train_y, None, eval_y)
-        logits = apply(params, full_in)  # (n_points, classes), shared by every evaluation set's labels
+        labels, active, sets, _, inputs = run_problem(hparams) if masked else (train_y, None, eval_y, None, full_in)
+        logits = apply(params, inputs)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
         group_true = jnp.take_along_axis(logits[None], sets[..., None], -1)[..., 0]  # (sets, n_points)
         train_logits = logits[train_idx]
@@ -269,7 +295,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
     def train(key, hparams):
         """The whole run: init, then every unit. The trace includes time 0; with `keep_every`, the states at
         0, keep_every, 2 keep_every, ... are returned too (else None)."""
-        state = init(key)
+        state = init(key, hparams)
         first_state, first = state, metrics(state.params, hparams)
         if not sched.keep_every:
             state, trace = advance(state, hparams, sched.n_logs)

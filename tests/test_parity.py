@@ -1,9 +1,11 @@
 """Concealed parity: labels depend on the k hidden bits only (flip a spurious bit, the label stays; flip a hidden one,
-it flips), strings are distinct and reproducible, bad specs are one sentence; the ReLU MLP against numpy; and the
-study end to end on a tiny setting: sweeps per n, fits (the CLI's refusals, and rerunning does nothing), the
-gathered collection against the sweeps' own fits, the validation accuracy against a numpy forward pass, figures
+it flips), strings are distinct and reproducible, bad specs are one sentence; the ReLU MLP against numpy, and drawn
+for a narrower width inside padded inputs; and the study end to end on a tiny setting: one sweep over n x seeds
+whose runs are bit for bit those of each n alone, fits (the CLI's refusals, and rerunning does nothing), the
+gathered collection against the sweep's own fits, the validation accuracy against a numpy forward pass, figures
 drawn without jax."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from grokjax.models import ReluMLPSpec
 from grokjax.problems import PROBLEMS, ConcealedParityProblem
 from grokjax.problems.parity import parity_labels
 from grokjax.run.storage import load_params, read_arrays
-from grokjax.run.sweep import read_sweep_config
+from grokjax.run.sweep import read_sweep_config, run_inputs, sweep_program
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
@@ -83,6 +85,40 @@ def test_the_relu_mlp_is_a_numpy_mlp_with_linear_init():
         ReluMLPSpec().build(GroupsProblem().build())
 
 
+def test_the_relu_mlp_drawn_for_a_narrower_width_is_that_network_padded_with_zeros():
+    """Inside 12 padded inputs, the network of the first 7 draws the numbers the 7-input network draws (each entry
+    from its own position), with the bound 1/sqrt(7), and zero weights on the padding."""
+    wide, narrow = (ReluMLPSpec(hidden_dim=16).build(ConcealedParityProblem(n_bits=n, n_train=20, n_val=5).build())
+                    for n in (12, 7))
+    key = jax.random.PRNGKey(4)
+    padded = jax.jit(wide.init_width)(key, np.int32(7))
+    own = jax.jit(narrow.init)(key)
+    for name, value in own.items():
+        got = np.asarray(padded[name])
+        np.testing.assert_array_equal(got[:7] if name == "w_hidden_1" else got, np.asarray(value), err_msg=name)
+    assert not np.asarray(padded["w_hidden_1"])[7:].any()
+    full = jax.jit(wide.init_width)(key, np.int32(12))
+    for name, value in jax.jit(wide.init)(key).items():
+        np.testing.assert_array_equal(np.asarray(full[name]), np.asarray(value), err_msg=name)
+
+
+def test_several_numbers_of_bits_are_each_problem_alone_padded():
+    several = ConcealedParityProblem(n_bits=(9, 5), k=2, n_train=20, n_val=8).build()
+    assert several.variants.names == ("parity of 2 in 9 bits", "parity of 2 in 5 bits")
+    np.testing.assert_array_equal(several.variants.input_width, [9, 5])
+    for v, n in enumerate((9, 5)):
+        alone = ConcealedParityProblem(n_bits=n, k=2, n_train=20, n_val=8).build()
+        np.testing.assert_array_equal(several.variants.inputs[v, :, :n], alone.inputs)
+        assert not several.variants.inputs[v, :, n:].any()
+        np.testing.assert_array_equal(several.variants.eval_labels[v], alone.eval_labels)
+        np.testing.assert_array_equal(several.variants.train_labels[v], alone.train_labels)
+    assert several.variants.train_mask.all() and ConcealedParityProblem(n_bits=25).n_variants is None
+    with pytest.raises(UserError, match="each number of bits once"):
+        ConcealedParityProblem(n_bits=(9, 9), n_train=20, n_val=8)
+    with pytest.raises(UserError, match="at least 3 bits"):
+        ConcealedParityProblem(n_bits=(9, 2), n_train=2, n_val=1)
+
+
 TINY = ["--n-bits", "6", "7", "--seeds", "2", "--k", "2", "--n-train", "40", "--n-val", "24", "--hidden-dim", "32",
         "--epochs", "40", "--log-every", "2", "--batch-size", "8", "--lr", "0.1", "--no-progress"]
 
@@ -99,36 +135,44 @@ def test_the_study_trains_fits_and_gathers_every_n(study, capsys):
     gathered = read_arrays(study / "sharpness.npz")
     assert info["pair"] == "heldout" and [r["value"] for r in info["per_axis"]] == [6, 7]
     np.testing.assert_array_equal(gathered["axis"], [6, 6, 7, 7])
-    for n in (6, 7):
-        root = study / f"n_{n}"
-        cfg = read_sweep_config(root)
-        assert cfg.problem == ConcealedParityProblem(n_bits=n, k=2, n_train=40, n_val=24)
-        assert cfg.model == ReluMLPSpec(hidden_dim=32) and cfg.optimizer.kind == "sgd"
-        assert cfg.schedule.batch_size == 8 and cfg.n_seeds == 2
-        fits = read_arrays(root / "fits.npz")
-        assert list(fits["curves"]) == ["train", "heldout", f"set parity of 2 in {n} bits"]
-        at = gathered["axis"] == n
-        p = list(fits["pairs"]).index("heldout")
-        np.testing.assert_array_equal(gathered["relative_gap"][at], fits["relative_gap"][:, p])
-        np.testing.assert_array_equal(gathered["t_star_test"][at], fits["t_star"][:, 1])
-        np.testing.assert_array_equal(fits["chance"], [0.5, 0.5, 0.5])
+    root = study / "sweep"
+    cfg = read_sweep_config(root)
+    assert cfg.problem == ConcealedParityProblem(n_bits=(6, 7), k=2, n_train=40, n_val=24)
+    assert cfg.model == ReluMLPSpec(hidden_dim=32) and cfg.optimizer.kind == "sgd"
+    assert cfg.schedule.batch_size == 8 and cfg.n_seeds == 2 and cfg.n_runs == 4
+    fits = read_arrays(root / "fits.npz")
+    assert list(fits["curves"]) == ["train", "heldout", "set parity of 2 bits"]
+    p = list(fits["pairs"]).index("heldout")
+    np.testing.assert_array_equal(gathered["relative_gap"], fits["relative_gap"][:, p])
+    np.testing.assert_array_equal(gathered["t_star_test"], fits["t_star"][:, 1])
+    np.testing.assert_array_equal(fits["chance"], [0.5, 0.5, 0.5])
+    params = {k: np.asarray(v, np.float64) for k, v in load_params(root / "params").items()}
+    traces = read_arrays(root / "traces.npz")
+    for v, n in enumerate((6, 7)):
+        runs = slice(2 * v, 2 * v + 2)
+        data = ConcealedParityProblem(n_bits=n, k=2, n_train=40, n_val=24).build()
         # the validation accuracy saved by the sweep is that of the final parameters on the strings not trained on
-        params = {k: np.asarray(v, np.float64) for k, v in load_params(root / "params").items()}
-        data = cfg.problem.build()
         x = data.inputs[40:].astype(np.float64)
-        logits = np.maximum(x[None] @ params["w_hidden_1"] + params["b_hidden_1"][:, None], 0) @ params["w_out"]
-        predicted = np.argmax(logits + params["b_out"][:, None], -1)
-        traces = read_arrays(root / "traces.npz")
-        np.testing.assert_allclose(traces["heldout_acc"][:, -1], np.mean(predicted == data.eval_labels[0, 40:], 1),
+        w = params["w_hidden_1"][runs]
+        assert not w[:, n:].any()  # the padding's weights stay zero
+        logits = np.maximum(x[None] @ w[:, :n] + params["b_hidden_1"][runs, None], 0) @ params["w_out"][runs]
+        predicted = np.argmax(logits + params["b_out"][runs, None], -1)
+        np.testing.assert_allclose(traces["heldout_acc"][runs, -1], np.mean(predicted == data.eval_labels[0, 40:], 1),
                                    atol=1e-6)
+    # the runs of n = 7 are bit for bit those of a sweep of n = 7 alone (train with the same program, no padding)
+    alone = dataclasses.replace(cfg, problem=ConcealedParityProblem(n_bits=7, k=2, n_train=40, n_val=24))
+    state = jax.jit(sweep_program(alone))(*run_inputs(alone))[0]
+    for name, value in state.params.items():
+        np.testing.assert_array_equal(np.asarray(value, np.float64), params[name][2:, :7] if name == "w_hidden_1"
+                                      else params[name][2:], err_msg=name)
     capsys.readouterr()
     concealed_parity.main(["--out", str(study), *TINY, "--no-figures"])  # everything is there: nothing trains again
     printed = capsys.readouterr().out
-    assert printed.count("already complete") == 2 and printed.count("already has its fits") == 2
+    assert printed.count("already complete") == 1 and printed.count("already has its fits") == 1
 
 
 def test_fit_curves_refuses_bad_input_and_other_settings(study, capsys):
-    root = study / "n_6"
+    root = study / "sweep"
     code, _, err = run_main(fit_curves.main, [str(root), "--iterations", "5"], capsys)
     assert code == 2 and "other settings" in err and err.count("\n") == 1
     code, _, err = run_main(fit_curves.main, [str(root), "--tol", "2"], capsys)
@@ -137,7 +181,7 @@ def test_fit_curves_refuses_bad_input_and_other_settings(study, capsys):
     assert code == 2 and "does not exist" in err
     before = (root / "fits.npz").read_bytes()
     code, out, _ = run_main(fit_curves.main, [str(root), "--overwrite"], capsys)
-    assert code == 0 and "fitted 6 curves" in out and (root / "fits.npz").read_bytes() == before
+    assert code == 0 and "fitted 12 curves" in out and (root / "fits.npz").read_bytes() == before
 
 
 def test_figures_of_the_study_and_of_a_sweep_are_drawn_without_jax(study, tmp_path):
@@ -150,7 +194,7 @@ def test_figures_of_the_study_and_of_a_sweep_are_drawn_without_jax(study, tmp_pa
              "sys.modules['grokjax.figures'] = pkg; "
              "from grokjax.figures.sharpness import draw_sweep_sharpness; draw_sweep_sharpness(sys.argv[1], sys.argv[2]); "
              "assert 'jax' not in sys.modules, 'jax was imported'")
-    done = subprocess.run([sys.executable, "-c", check, str(study / "n_7"), str(tmp_path)], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", check, str(study / "sweep"), str(tmp_path)], capture_output=True,
                           text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert {p.name for p in tmp_path.iterdir()} == {"gap_sharpness.png", "example_fits.png"}

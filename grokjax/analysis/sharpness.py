@@ -118,11 +118,6 @@ def pair_table(fits: dict, pair: int) -> dict:
     return table
 
 
-def combine(tables: list[dict]) -> dict:
-    """The runs of several tables, one after the other."""
-    return {k: np.concatenate([t[k] for t in tables]) for k in tables[0]}
-
-
 def choose_examples(table: dict, k: int = 6) -> np.ndarray:
     """Up to `k` runs with both curves fitted, at evenly spaced quantiles of the relative gap (smallest to largest),
     for a panel of example fits; indices into the table."""
@@ -147,10 +142,10 @@ def trend_lines(table: dict) -> dict:
 
 def collection(table: dict, axis_name: str, axis, t, train_curves, test_curves, source=None, run=None,
                n_examples: int = 6) -> dict:
-    """The arrays of a sharpness collection (sharpness.npz): the per-run `table` of one pair (`sharpness.pair_table`,
-    possibly of several sweeps combined), the value of the varied quantity per run (`axis`, e.g. the number of
-    bits), where each run came from (`source` directory names and `run` rows), and the traces of a few example
-    runs (`choose_examples`) at times `t`, so that figures need nothing else."""
+    """The arrays of a sharpness collection (sharpness.npz): the per-run `table` of one pair (`sharpness.pair_table`),
+    the value of the varied quantity per run (`axis`, e.g. the number of bits), where each run came from (`source`
+    directory names and `run` rows), and the traces of a few example runs (`choose_examples`) at times `t`, so that
+    figures need nothing else."""
     n = len(table["s_test"])
     examples = choose_examples(table, n_examples)
     return {**table, "axis_name": np.array(axis_name), "axis": np.asarray(axis, np.float64),

@@ -17,6 +17,8 @@ class Model(NamedTuple):
 
     init: Callable  # key -> params
     apply: Callable  # (params, inputs) -> logits (batch, n_classes)
+    init_width: Callable | None = None  # (key, width) -> params for the first `width` input features (the rest
+    # zero-padded, their weights zero): models of real-valued inputs whose width is a grid axis (`Data.variants`)
 
 
 def flax_model(module, example_inputs) -> Model:

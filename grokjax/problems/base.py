@@ -13,12 +13,20 @@ import numpy as np
 @dataclass(frozen=True, eq=False)
 class Variants:
     """Problems on the same points, one per grid point of the axis "variant": per variant, the labels of the pool's
-    points, which of them it trains on, and its evaluation sets (the same number of sets for every variant)."""
+    points, which of them it trains on, and its evaluation sets (the same number of sets for every variant).
+
+    With `inputs`, each variant also has its own real-valued features, zero-padded to the widest variant's
+    `input_width` (e.g. concealed parity over the number of bits): the model then draws its first layer for the
+    variant's own width with zero weights on the padding, which stay zero (their inputs are zero, so is their
+    gradient), so a run is the network of its own width.
+    """
 
     names: tuple[str, ...]
     train_labels: np.ndarray  # (n_variants, n_train) int32 labels of the pool points (any value where not trained)
     train_mask: np.ndarray  # (n_variants, n_train) bool: the variant trains on this pool point
     eval_labels: np.ndarray  # (n_variants, n_sets, n_points) int32
+    inputs: np.ndarray | None = None  # (n_variants, n_points, d) float32, zero beyond each variant's width
+    input_width: np.ndarray | None = None  # (n_variants,) int32: the features of each variant (the rest padding)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -38,7 +46,8 @@ class Data:
 
     With `variants` (several problems on the same points swept as the grid axis "variant", e.g. the pairs of groups
     of one order in `grokjax.problems.group_pairs`), each variant has its own training labels and mask over the
-    pool `train_idx` and its own evaluation sets; `train_labels` and `eval_labels` are then variant 0's.
+    pool `train_idx`, its own evaluation sets and possibly its own inputs; `train_labels`, `eval_labels` and
+    `inputs` are then variant 0's (`inputs` padded like the others').
     """
 
     inputs: np.ndarray  # (n_points, arity) int32 tokens in 0 .. vocab - 1 (or float features)

@@ -27,6 +27,7 @@ class GroupPairsProblem(Spec):
     """Pairs of groups of one order (`g1[v]` vs `g2[v]`), each trained on its whole intersection."""
 
     kind: ClassVar[str] = "group_pairs"
+    variant_subsets: ClassVar[bool] = True  # each pair trains on its own intersection
     g1: tuple[str, ...] = ("S(4)",)
     g2: tuple[str, ...] = ("times(A(4),Z(2))",)
 

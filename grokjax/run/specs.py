@@ -31,6 +31,13 @@ SCHEMA = 2
 PRECISIONS = ("default", "high", "highest")
 
 
+def n_variants(problem) -> int | None:
+    """The number of problems a problem spec sweeps as the grid axis "variant" (its `n_variants`: pairs of groups,
+    parity over several numbers of bits), or None for one problem. Such a spec also says whether its variants
+    train on different subsets of the points (`variant_subsets`; then only full batch)."""
+    return getattr(problem, "n_variants", None)
+
+
 @dataclass(frozen=True)
 class SweepConfig(Spec):
     """Everything that determines a sweep's numbers; saved in config.json and compared on resume.
@@ -88,10 +95,11 @@ class SweepConfig(Spec):
                 raise UserError(f"Training fractions must lie in (0, 1], got {list(self.fraction_grid)}.")
             if self.schedule.batch_size:
                 raise UserError("A sweep over training fractions trains full batch: leave out the batch size.")
-        if self.fraction_grid and hasattr(self.problem, "n_variants"):
+        if self.fraction_grid and n_variants(self.problem):
             raise UserError("A sweep cannot vary both the training fraction and the problem.")
-        if self.schedule.batch_size and hasattr(self.problem, "n_variants"):
-            raise UserError("A sweep over problems trains full batch: leave out the batch size.")
+        if self.schedule.batch_size and n_variants(self.problem) and self.problem.variant_subsets:
+            raise UserError("A sweep over problems that train on different points trains full batch: leave out the "
+                            "batch size.")
         grid = self.grid()
         for g in range(self.n_grid):
             optimizer = {k: v[g] for k, v in grid.items() if k not in ("variant", "fraction")}
@@ -103,7 +111,7 @@ class SweepConfig(Spec):
         """The `GRID_AXES` of this config, the keys of its `hparams` (named without making arrays, so a config can
         be built before JAX starts)."""
         names = set(self.optimizer.hparam_names()) | ({"fraction"} if self.fraction_grid else set())
-        names |= {"variant"} if hasattr(self.problem, "n_variants") else set()
+        names |= {"variant"} if n_variants(self.problem) else set()
         return [name for name in GRID_AXES if name in names]
 
     def axis_values(self, name: str) -> tuple:
