@@ -599,8 +599,8 @@ def run_sweep(cfg: SweepConfig, out_dir, chunk_size: int | None = None, resume: 
             sizes = data.summary.get("n_train_by_fraction")
             points = f"{data.n_train}" if sizes is None else f"nested training sets of {', '.join(map(str, sizes))}"
             if data.variants is not None:
-                points = f"{len(data.variants)} problems with {min(data.summary['n_train_by_variant'])} to " \
-                         f"{max(data.summary['n_train_by_variant'])}"
+                fewest, most = min(data.summary["n_train_by_variant"]), max(data.summary["n_train_by_variant"])
+                points = f"{len(data.variants)} problems with {fewest}" + (f" to {most}" if most > fewest else "")
             log(f"{points} training points of {data.n_points}; {cfg.model.kind} on {cfg.problem.kind}: "
                 f"{', '.join(data.eval_names)}; {cfg.n_seeds} seeds{grid} x {cfg.schedule.length} {cfg.schedule.unit} "
                 f"on {jax.devices()[0].platform}{hosts}; writing to {root}"
