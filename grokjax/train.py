@@ -1,6 +1,6 @@
 """One pure training function per (run key, problem data, config); everything else transforms it.
 
-`make_trainer(data, cfg)` returns a `Trainer` of pure functions: `init(key) -> state`,
+`make_trainer(data, cfg)` returns a `Trainer` of pure functions: `init(key, hparams=None) -> state`,
 `advance(state, hparams, n_logs) -> (state, trace)` and `train(key, hparams) -> (state, trace, kept states)`,
 the whole run. `cfg` gives the model, optimizer, schedule and matmul precision (a `grokjax.run.specs.SweepConfig`).
 Training is `lax.scan` over schedule units (epochs or optimizer steps) with metrics every `log_every` units (a
@@ -148,16 +148,24 @@ def make_trainer(data: Data, cfg) -> Trainer:
                         "batch (minibatches of per-run subsets are not supported).")
     if entry is not None and variants is not None:
         raise UserError("A sweep cannot vary both the training fraction and the problem.")
-    variant_x = None
+    agree = np.all(data.eval_labels == data.eval_labels[:1], 0)
+    variant_x, same_points = None, False
     if variants is not None:
         variant_y, variant_mask = jnp.asarray(variants.train_labels), jnp.asarray(variants.train_mask)
         variant_eval = jnp.asarray(variants.eval_labels)
+        # every variant trains on the whole pool and its sets agree where variant 0's do: a run is then trained
+        # and measured as a problem of its own (means over the pool, the held-out points of `point_subsets`)
+        same_points = bool(variants.train_mask.all() and (np.all(
+            variants.eval_labels == variants.eval_labels[:, :1], 1) == agree).all())
         if variants.inputs is not None:
             if model.init_width is None:
                 raise UserError(f"The {cfg.model.kind} model cannot be drawn for inputs of several widths; use a "
                                 f"model of real-valued inputs such as relu_mlp.")
+            if cfg.optimizer.kind in ("adam", "adamw") and cfg.optimizer.eps == 0:
+                raise UserError("Adam with epsilon 0 divides 0 by 0 on the zero-padded inputs' weights; give it a "
+                                "positive epsilon.")
             variant_x, widths = jnp.asarray(variants.inputs), jnp.asarray(variants.input_width, jnp.int32)
-    agree = jnp.asarray(np.all(data.eval_labels == data.eval_labels[:1], 0))
+    agree = jnp.asarray(agree)
     batch, per_epoch, per_unit = sched.batch_size, sched.steps_per_epoch(n_train), sched.steps_per_unit(n_train)
     optimizer = lambda hparams, params: make_optimizer(cfg.optimizer, hparams, params, sched.warmup_steps)
     if cfg.loss == "stablemax64" and not jax.config.jax_enable_x64:
@@ -176,7 +184,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
                               full_in)
         v = hparams["variant"].astype(jnp.int32)
         x = (train_in, full_in) if variant_x is None else ((variant_x[v][train_idx],), (variant_x[v],))
-        return RunProblem(variant_y[v], variant_mask[v], variant_eval[v], *x)
+        return RunProblem(variant_y[v], None if same_points else variant_mask[v], variant_eval[v], *x)
 
     def loss_fn(params, active=None, labels=None, inputs=None):
         labels = train_y if labels is None else labels
@@ -240,10 +248,10 @@ def make_trainer(data: Data, cfg) -> Trainer:
     def metrics(params, hparams=None) -> Metrics:
         """Metrics of one model; a point counts as correct when its true logit is the largest. With
         `Data.train_entry` or `Data.variants`, of the run's own training set and evaluation sets (by `hparams`)."""
-        masked = entry is not None or variants is not None
-        if masked and hparams is None:
+        per_run = entry is not None or variants is not None
+        if per_run and hparams is None:
             raise ValueError("The metrics of a sweep over training fractions or problems need the run's hparams.")
-        labels, active, sets, _, inputs = run_problem(hparams) if masked else (train_y, None, eval_y, None, full_in)
+        labels, active, sets, _, inputs = run_problem(hparams) if per_run else (train_y, None, eval_y, None, full_in)
         logits = apply(params, inputs)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
         group_true = jnp.take_along_axis(logits[None], sets[..., None], -1)[..., 0]  # (sets, n_points)
@@ -251,7 +259,7 @@ def make_trainer(data: Data, cfg) -> Trainer:
         true = jnp.take_along_axis(train_logits, labels[:, None], -1)[:, 0]
         others = jnp.where(jax.nn.one_hot(labels, data.n_classes, dtype=bool), -jnp.inf, train_logits).max(-1)
         correct = group_true >= top  # (sets, n_points)
-        if masked:
+        if active is not None:
             return masked_metrics(params, active, sets, lse, top, group_true, true, others, correct)
         subset_mean = lambda x, idx: jnp.mean(x[..., idx], -1) if len(idx) else jnp.full(x.shape[:-1], jnp.nan)
         return Metrics(

@@ -18,7 +18,8 @@ class Variants:
     With `inputs`, each variant also has its own real-valued features, zero-padded to the widest variant's
     `input_width` (e.g. concealed parity over the number of bits): the model then draws its first layer for the
     variant's own width with zero weights on the padding, which stay zero (their inputs are zero, so is their
-    gradient), so a run is the network of its own width.
+    gradient, and every optimizer maps a zero gradient on a zero weight to no step), so a run is the network of its
+    own width.
     """
 
     names: tuple[str, ...]

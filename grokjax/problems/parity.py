@@ -98,11 +98,17 @@ class ConcealedParityProblem(Spec):
     @property
     def name(self) -> str:
         """The evaluation set's name, e.g. 'parity of 3 in 25 bits' ('parity of 3 bits' over several n)."""
-        return f"parity of {self.k} in {self.n_bits} bits" if self.n_variants is None else f"parity of {self.k} bits"
+        return self.names()[0] if self.n_variants is None else f"parity of {self.k} bits"
 
     def names(self) -> tuple[str, ...]:
         """The name of each number of bits swept."""
         return tuple(f"parity of {self.k} in {n} bits" for n in self.bit_counts())
+
+    def summary(self, **more) -> dict:
+        """config.json's "task": the problem's fields, and `more`."""
+        return {"n_bits": list(self.bit_counts()) if self.n_variants else self.n_bits, "k": self.k,
+                "hidden_bits": list(range(self.k)), "n_train": self.n_train, "n_val": self.n_val,
+                "values": self.values, "group_names": [self.name], **more}
 
     def build(self) -> Data:
         """The strings (training first), their labels, and the one evaluation set, every string; over several
@@ -116,9 +122,7 @@ class ConcealedParityProblem(Spec):
         train = np.arange(self.n_train, dtype=np.int32)
         return Data(inputs=x, vocab=2, n_classes=2, train_idx=train, train_labels=labels[train],
                     eval_labels=labels[None], eval_names=(self.name,),
-                    summary={"n_bits": self.n_bits, "k": self.k, "hidden_bits": list(range(self.k)),
-                             "n_train": self.n_train, "n_val": self.n_val, "values": self.values,
-                             "group_names": [self.name]},
+                    summary=self.summary(),
                     arrays={"bits": bits, "labels": labels, "train_idx": train})
 
     def _build_variants(self) -> Data:
@@ -135,8 +139,6 @@ class ConcealedParityProblem(Spec):
                             inputs=inputs, input_width=np.array(self.n_bits, np.int32))
         return Data(inputs=inputs[0], vocab=2, n_classes=2, train_idx=train, train_labels=labels[0, train],
                     eval_labels=labels[:1], eval_names=(self.name,), variants=variants,
-                    summary={"n_bits": list(self.n_bits), "k": self.k, "hidden_bits": list(range(self.k)),
-                             "n_train": self.n_train, "n_val": self.n_val, "values": self.values,
-                             "n_train_by_variant": [self.n_train] * len(alone), "group_names": [self.name]},
+                    summary=self.summary(n_train_by_variant=[self.n_train] * len(alone)),
                     arrays={"bits": bits, "n_bits": np.array(self.n_bits, np.int32), "labels": labels,
                             "train_idx": train})

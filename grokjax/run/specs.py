@@ -47,8 +47,9 @@ class SweepConfig(Spec):
     r // n_seeds of the problem's variants x training fractions x learning rates x weight decays x Grokfast alphas
     x Grokfast lambdas (`GRID_AXES`, the first varying slowest); an empty grid is the problem's or optimizer's own
     value. The whole grid is one compiled program; over training fractions, every run trains full batch on its own
-    nested subset of one pool of points (`grokjax.problems.nested`); over variants (a problem with `n_variants`,
-    such as pairs of groups of one order), on its variant's subset and labels (`grokjax.problems.base.Variants`).
+    nested subset of one pool of points (`grokjax.problems.nested`); over variants (a problem whose `n_variants`
+    is not None: pairs of groups of one order, parity over several numbers of bits), on its variant's subset,
+    labels and inputs (`grokjax.problems.base.Variants`).
     """
 
     problem: Spec = field(default_factory=GroupsProblem)
@@ -97,7 +98,7 @@ class SweepConfig(Spec):
                 raise UserError("A sweep over training fractions trains full batch: leave out the batch size.")
         if self.fraction_grid and n_variants(self.problem):
             raise UserError("A sweep cannot vary both the training fraction and the problem.")
-        if self.schedule.batch_size and n_variants(self.problem) and self.problem.variant_subsets:
+        if self.schedule.batch_size and n_variants(self.problem) and getattr(self.problem, "variant_subsets", True):
             raise UserError("A sweep over problems that train on different points trains full batch: leave out the "
                             "batch size.")
         grid = self.grid()

@@ -41,7 +41,7 @@ def finished_sweep(root, checkpoints: bool = False) -> tuple[dict, SweepConfig, 
 
 
 def _template(cfg: SweepConfig) -> TrainState:
-    return jax.eval_shape(make_trainer(cfg.data(), cfg).init, jax.random.PRNGKey(0))
+    return jax.eval_shape(make_trainer(cfg.data(), cfg).init, jax.random.PRNGKey(0), cfg.hparams())
 
 
 def load_states(root, cfg: SweepConfig, checkpoints: bool = False, runs=None) -> TrainState:
