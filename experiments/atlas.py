@@ -22,7 +22,7 @@ regression of the seeds' choice on the difference, with bootstrap intervals over
 import argparse
 import time
 
-from grokjax.cli import add_config_options, config_from_args, run_cli
+from grokjax.cli import add_config_options, add_run_options, config_from_args, draw_figures, run_cli
 from grokjax.errors import UserError
 from grokjax.problems import GroupPairsProblem
 from grokjax.problems.automorphisms import enumerate_pairs, pairs_from_specs
@@ -51,10 +51,8 @@ def main(argv=None):
     add_config_options(p, grid=False, problem=False)
     p.add_argument("--n-seeds", type=int, default=1000, help="seeds per pair (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inits (default: 0)")
-    p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
+    add_run_options(p, None, figures=True)
     p.add_argument("--out", default=None, help="output directory (default: results/atlas-YYYYmmdd-HHMMSS)")
-    p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     if a.pairs:
         if a.k or a.min_order != 4:
@@ -76,10 +74,7 @@ def main(argv=None):
     out = a.out or time.strftime("results/atlas-%Y%m%d-%H%M%S")
     run_atlas(pairs, base, out, a.workers, not a.no_progress, runner.default_cache_dir())
     if not a.no_figures:
-        from grokjax.figures import draw
-
-        paths, _ = draw(out)
-        print("\n".join(map(str, paths)))
+        draw_figures(out)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ the last fifth of training) and of those that generalized, with Wilson intervals
 import argparse
 import time
 
-from grokjax.cli import add_config_options, config_from_args, grid_options, run_cli
+from grokjax.cli import add_config_options, add_run_options, config_from_args, grid_options, run_cli
 from grokjax.run import runner
 from grokjax.run.efficiency import run_efficiency, run_semigrok, run_ungrok
 
@@ -56,10 +56,8 @@ def main(argv=None):
     p.add_argument("--fresh-optimizer", action="store_true", help="ungrokking: restart the optimizer state")
     p.add_argument("--n-seeds", type=int, default=16, help="seeds per size and weight decay (default: 16)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the inits (default: 0)")
-    p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
+    add_run_options(p, "replace an earlier summary and its sweeps")
     p.add_argument("--out", default=None, help="output directory (default: results/efficiency-YYYYmmdd-HHMMSS)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier summary and its sweeps")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
     grids = grid_options(a)
     fractions = grids.pop("fraction_grid", tuple(a.fraction))

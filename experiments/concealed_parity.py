@@ -16,7 +16,7 @@ absolute sharpness of every run with the lines through them; the figures go to O
 
 import argparse
 
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, draw_figures, run_cli
 from grokjax.run.fits import add_fit_options
 from grokjax.run.concealed_parity import PAPER, run_study
 
@@ -40,11 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=PAPER["epochs"], help="(default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="epochs between metrics (default: %(default)s)")
     add_fit_options(p)
-    p.add_argument("--workers", type=int, default=1,
-                   help="on a one-device CPU, worker processes for the training calls (default: %(default)s)")
-    p.add_argument("--overwrite", action="store_true", help="fit again even where fits are saved")
-    p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_options(p, "fit again even where fits are saved", workers=1, figures=True)
     return p.parse_args(argv)
 
 
@@ -52,10 +48,7 @@ def main(argv=None):
     a = parse_args(argv)
     run_study(a)
     if not a.no_figures:
-        from grokjax.figures import draw
-
-        paths, _ = draw(a.out)
-        print("\n".join(map(str, paths)))
+        draw_figures(a.out)
 
 
 if __name__ == "__main__":

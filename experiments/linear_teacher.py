@@ -19,7 +19,7 @@ while that is below epsilon; --ratio n_over_d takes the values as N / d_in, wher
 import argparse
 
 from grokjax.analysis.linear_teacher import LinearTeacher
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, draw_figures, run_cli
 from grokjax.run.fits import add_fit_options
 from grokjax.run.linear_teacher import PAPER_LAMBDAS, RATIOS, run_linear_teacher
 
@@ -48,11 +48,7 @@ def parse_args(argv=None):
                                                            "(default: %(default)s)")
     add_fit_options(p)
     p.add_argument("--runs-per-call", type=int, default=None, help="runs per compiled call (default: the runner's)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="on a one-device CPU, worker processes for the calls (default: %(default)s; 0: one per core)")
-    p.add_argument("--overwrite", action="store_true", help="replace results saved by an earlier run")
-    p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(p, "replace results saved by an earlier run", workers=1, figures=True)
     return p.parse_args(argv)
 
 
@@ -60,10 +56,7 @@ def main(argv=None):
     a = parse_args(argv)
     run_linear_teacher(a)
     if not a.no_figures:
-        from grokjax.figures import draw
-
-        paths, _ = draw(a.out)
-        print("\n".join(map(str, paths)))
+        draw_figures(a.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ tag. Then `python experiments/figures.py RESULTS_DIR` also draws the LLC figures
 import argparse
 
 from grokjax.analysis.llc import LLCConfig
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.run.llc import EPS_GRID, NBETA_GRID, run_llc
 
 def parse_args(argv=None):
@@ -35,9 +35,7 @@ def parse_args(argv=None):
                         "(default: the runner's policy, on CPU as many models as make 8 chains, on an accelerator "
                         "what fits a quarter of its memory)")
     g.add_argument("--seed", type=int, default=0, help="base key of the chains (default: %(default)s)")
-    g.add_argument("--workers", type=int, default=0,
-                   help="on a one-device CPU, worker processes each pinned to a core and running whole calls; "
-                        "the numbers do not change (default: one per core; 1: in this process)")
+    add_run_options(g, "replace estimates saved by an earlier run")
     g = p.add_argument_group("what to estimate")
     g.add_argument("--behavioral", action="store_true", help="behavioral LLC: KL to the model's own outputs at w*")
     mode = g.add_mutually_exclusive_group()
@@ -49,8 +47,6 @@ def parse_args(argv=None):
     g.add_argument("--eps-grid", type=float, nargs="+", default=list(EPS_GRID), metavar="EPS", help="with --calibrate")
     g.add_argument("--nbeta-grid", type=float, nargs="+", default=list(NBETA_GRID), metavar="NBETA",
                    help="with --calibrate")
-    g.add_argument("--overwrite", action="store_true", help="replace estimates saved by an earlier run")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 

@@ -15,7 +15,7 @@ the key fold_in(PRNGKey(--seed), i), at a checkpoint with its epoch folded in ne
 import argparse
 
 from grokjax.analysis.measures import MeasuresConfig
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.run.measures import run_measures
 
 
@@ -37,14 +37,10 @@ def parse_args(argv=None):
     g = p.add_argument_group("execution")
     g.add_argument("--models-per-call", type=int, default=d.models_per_call,
                    help="models in one compiled call; fixes the numerics (default: the runner's policy)")
-    g.add_argument("--workers", type=int, default=0,
-                   help="on a one-device CPU, worker processes each pinned to a core; the numbers do not change "
-                        "(default: one per core; 1: in this process)")
+    add_run_options(g, "replace measures saved by an earlier run")
     g = p.add_argument_group("what to measure")
     g.add_argument("--checkpoints", action="store_true", help="at every checkpoint saved by the sweep (--keep-every)")
     g.add_argument("--first", type=int, default=None, metavar="N", help="only the first N runs (default: all)")
-    g.add_argument("--overwrite", action="store_true", help="replace measures saved by an earlier run")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 

@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import time
 
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.problems.modular import SPLITS, ModularProblem
 from grokjax.run import runner
 from grokjax.run.challenge import (GROKFAST_METHODS, GROKFAST_PUBLISHED, METHODS, base_config, grokfast_config,
@@ -49,11 +49,8 @@ def main(argv=None):
     p.add_argument("--seeds-per-call", type=int, default=0,
                    help="runs per compiled call (default: 0, the runner's choice by memory; a call is padded to it, "
                         "so with few seeds a smaller width saves time; a run's numbers depend on it)")
-    p.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
+    add_run_options(p, "replace an earlier leaderboard and its sweeps", compile_cache=True)
     p.add_argument("--out", default=None, help="output directory (default: results/challenge-YYYYmmdd-HHMMSS)")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier leaderboard and its sweeps")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
     a = p.parse_args(argv)
     if a.preset:
         base, table, published = grokfast_config(a.n_seeds, a.steps or 50000, a.log_every or 10, a.p), GROKFAST_METHODS, \

@@ -17,7 +17,7 @@ final argmax differs from the unperturbed run's. Then `python experiments/figure
 import argparse
 
 from grokjax.analysis.perturb import NOISE_KINDS, PUBLISHED_SCALES
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.run import runner
 from grokjax.run.perturb import perturb_job, perturb_sweep
 
@@ -39,11 +39,7 @@ def main(argv=None):
     p.add_argument("--runs", type=int, nargs="+", default=None, help="rows of seeds.npz (default: the first 10)")
     p.add_argument("--seed", type=int, default=0, help="base key of the noise (default: 0)")
     p.add_argument("--name", default=None, help="output name (default: perturb_scales, perturb_epochs or perturb)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="on a one-device CPU, pinned worker processes (default: one per core; 1: this process)")
-    p.add_argument("--overwrite", action="store_true", help="replace earlier results of the same name")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
+    add_run_options(p, "replace earlier results of the same name", compile_cache=True)
     a = p.parse_args(argv)
     job = perturb_job(a.results_dir, scale_sweep=a.scale_sweep, epoch_sweep=a.epoch_sweep, epochs=a.epochs,
                       every=a.every, scales=a.scales, copies=a.copies, kind=a.kind, carry_optimizer=a.carry_optimizer,

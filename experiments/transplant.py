@@ -16,7 +16,7 @@ optimizer options are the sweep's (the published MLP2 and Adam). Writes OUT/tran
 import argparse
 import time
 
-from grokjax.cli import add_config_options, config_from_args, run_cli
+from grokjax.cli import add_config_options, add_run_options, config_from_args, run_cli
 from grokjax.run import runner
 from grokjax.run.transplant import run_transplant
 
@@ -31,11 +31,8 @@ def main(argv=None):
     g.add_argument("--n-seeds", type=int, default=100, help="runs per direction (default: 100)")
     g.add_argument("--seed", type=int, default=0, help="base init seed (default: 0)")
     g.add_argument("--grok-threshold", type=float, default=0.999, help="accuracy that counts as grokked (default: 0.999)")
-    g.add_argument("--workers", type=int, default=0, help="CPU worker processes (default: one per core)")
+    add_run_options(g, "replace earlier results in --out", compile_cache=True)
     g.add_argument("--out", default=None, help="output directory (default: results/transplant-YYYYmmdd-HHMMSS)")
-    g.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
     a = p.parse_args(argv)
     cfg = config_from_args(a, seed=a.seed, n_seeds=a.n_seeds, grok_threshold=a.grok_threshold)
     run_transplant(cfg, a.out or time.strftime("results/transplant-%Y%m%d-%H%M%S"), a.epochs_before,

@@ -14,7 +14,7 @@ intervals inside the window. Then `python experiments/figures.py RESULTS_DIR` al
 import argparse
 
 from grokjax.analysis.variation import DEFAULT_WINDOW
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.run.variation import run_variation
 
 
@@ -28,11 +28,7 @@ def parse_args(argv=None):
     p.add_argument("--runs-per-call", type=int, default=None,
                    help="runs in one compiled call (default: the sweep's call width); lower it if a call does not "
                         "fit memory, every run's checkpoints being in it")
-    p.add_argument("--workers", type=int, default=0,
-                   help="on a one-device CPU, worker processes each pinned to a core and running whole calls "
-                        "(default: one per core; 1: in this process)")
-    p.add_argument("--overwrite", action="store_true", help="replace results saved by an earlier run")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(p, "replace results saved by an earlier run")
     return p.parse_args(argv)
 
 

@@ -2,8 +2,8 @@
 
 `add_config_options` adds the problem, model, optimizer and schedule options of a `SweepConfig` to a parser
 (every script that trains takes the same ones, `--model` included); `config_from_args` builds the config and
-`config_options` turns a saved config back into option defaults (for `--resume`). A UserError prints its
-message and exits 2; Ctrl-C exits 130.
+`config_options` turns a saved config back into option defaults (for `--resume`); `add_run_options` adds how a
+job runs (workers, overwrite, progress, figures). A UserError prints its message and exits 2; Ctrl-C exits 130.
 """
 
 import argparse
@@ -36,6 +36,33 @@ def run_cli(main, interrupted: str = "Interrupted.") -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def add_run_options(p, overwrite: str | None, workers: int = 0, figures: bool = False,
+                    compile_cache: bool = False) -> None:
+    """The options of how a job runs, the same in every script: `--workers` (default `workers`; 0 is one per core),
+    `--overwrite` (its help says what it replaces; None: no such option), `--no-progress`, and if asked
+    `--no-figures` and `--no-compile-cache`. `p` is a parser or an argument group."""
+    default = "one per core; 1: in this process" if workers == 0 else f"{workers}; 0: one per core"
+    p.add_argument("--workers", type=int, default=workers,
+                   help=f"on a one-device CPU, worker processes each pinned to a core and running whole calls; the "
+                        f"numbers do not change (default: {default})")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true", help=overwrite)
+    if figures:
+        p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if compile_cache:
+        p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
+
+
+def draw_figures(results_dir) -> None:
+    """Draw every figure of `results_dir` (`grokjax.figures.draw`) and print their paths: the last step of a study's
+    script."""
+    from grokjax.figures import draw
+
+    paths, _ = draw(results_dir)
+    print("\n".join(map(str, paths)))
 
 
 PRESETS = {
