@@ -160,3 +160,22 @@ def test_cli_prints_the_llc_correlations_without_jax(results, tmp_path):
     lines = proc.stdout.splitlines()
     assert len(lines) == 9 and lines[-2].startswith("LLC vs final train loss: Pearson r = ")
     assert lines[-1].startswith("LLC vs final weight norm: Pearson r = ") and lines[-1].endswith("over 6 seeds")
+
+
+def test_many_grid_points_are_drawn_as_lines_against_the_point_naming_what_varies():
+    """Beyond six grid points one line per outcome runs across the points; the tick labels name only the axes
+    whose values differ (here the learning rate, not the constant weight decay)."""
+    from grokjax.figures.sweep import outcome_fractions, point_labels
+
+    lrs = [1e-3 * 2**i for i in range(8)]
+    grid = [{"lr": lr, "weight_decay": 1.0, **outcome_summary(GROKKED[: 2 + i % 5], GROUPS)} for i, lr in enumerate(lrs)]
+    assert point_labels(grid) == [f"lr {lr:g}" for lr in lrs]
+    assert point_labels(grid[:2]) == ["lr 0.001", "lr 0.002"]
+    fig = outcome_fractions({"outcome": {"grid": grid}})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [f"lr {lr:g}" for lr in lrs]
+    names = [r["outcome"] for r in grid[0]["outcomes"]]
+    lines = [line for line in ax.get_lines() if line.get_linestyle() == "-"]  # not the error bars' caps
+    assert len(lines) == len(names)
+    both = lines[names.index("both")].get_ydata()
+    np.testing.assert_allclose(both, [p["outcomes"][names.index("both")]["fraction"] for p in grid])

@@ -17,30 +17,78 @@ from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
 from grokjax.figures.variation import draw_variation
 from grokjax.run.results import load_sweep
-from grokjax.run.grid import grid_label
+from grokjax.run.grid import GRID_AXES, grid_label
 
 FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
+MANY_POINTS = 6
+"""Beyond this many grid points the outcome fractions are drawn against the grid point, one line per outcome."""
+
+
+def _fractions(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The fractions of outcome `rows` (summary entries) and their interval's distances below and above."""
+    frac = np.array([r["fraction"] if r["fraction"] is not None else 0.0 for r in rows])
+    low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
+    high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
+    return frac, low, high
+
+
+def point_labels(points: list[dict]) -> list[str]:
+    """Each grid point in words, naming only the axes whose values differ between points."""
+    varying = {k for k in points[0] if k in GRID_AXES + ("variant_name",) and len({p[k] for p in points}) > 1}
+    return [grid_label({k: v for k, v in p.items() if k in varying}) for p in points]
 
 
 def outcome_fractions(sweep: dict) -> Figure:
     """Bar chart of the fraction of seeds in each outcome, with its confidence interval and seed count;
-    for a hyperparameter grid, one bar per grid point in each outcome. Fractions are of the seeds that did not
-    diverge; the diverged seeds are counted in the title."""
+    for a hyperparameter grid, one bar per grid point in each outcome, or beyond `MANY_POINTS` grid points one
+    line per outcome against the grid point. Fractions are of the seeds that did not diverge; the diverged seeds
+    are counted in the title."""
     summary = sweep["outcome"]
     points = summary.get("grid", [summary])
     names = [r["outcome"] for r in points[0]["outcomes"]]
     colours = outcome_colours(names)
+    if len(points) > MANY_POINTS:
+        fig, ax = _fractions_by_point(points, names, colours)
+    else:
+        fig, ax = _fractions_by_outcome(points, names, colours)
+    method = CI_NAMES.get(summary.get("ci_method", points[0]["ci_method"]), points[0]["ci_method"])
+    ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * points[0]['ci_level'])}% {method} CI)")
+    grid = f" at each of {len(points)} grid points" if len(points) > 1 else ""
+    diverged = sum(p.get("n_diverged", 0) for p in points)
+    apart = f"\n{diverged} diverged (non-finite loss or parameters), left out of the fractions" if diverged else ""
+    ax.set_title(f"Which group each seed grokked: {versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}{apart}")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def _fractions_by_point(points, names, colours):
+    """One line per outcome across the grid points (many points: bars would be too many to read)."""
+    fig = Figure(figsize=(max(7.0, 3 + 0.35 * len(points)), 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(points))
+    shift = 0.25 / max(len(names) - 1, 1)
+    for k, name in enumerate(names):
+        frac, low, high = _fractions([p["outcomes"][k] for p in points])
+        ax.errorbar(x + (k - (len(names) - 1) / 2) * shift, frac, yerr=[low, high], fmt="o-", ms=4, capsize=2,
+                    color=colours[name], label=name)
+    ax.set_xticks(x, point_labels(points), rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel("grid point")
+    fig.legend(title="outcome", fontsize=8, loc="outside right upper")
+    return fig, ax
+
+
+def _fractions_by_outcome(points, names, colours):
+    """Bars: one group per outcome, one bar per grid point in it."""
     width = 0.8 / len(points)
     fig = Figure(figsize=(1.8 + 1.7 * len(names) * max(1, len(points) / 2), 4.2), layout="constrained")
     ax = fig.add_subplot()
-    top = 0.0
+    top, labels = 0.0, point_labels(points)
     for j, point in enumerate(points):
         rows = point["outcomes"]
-        frac = np.array([r["fraction"] if r["fraction"] is not None else 0.0 for r in rows])
-        low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
-        high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
+        frac, low, high = _fractions(rows)
         x = np.arange(len(rows)) + (j - (len(points) - 1) / 2) * width
-        label = grid_label(point) if "lr" in point else None
+        label = labels[j] if len(points) > 1 else None
         ax.bar(x, frac, width * 0.95, color=[colours[n] for n in names] if label is None else f"C{j}",
                yerr=[low, high], capsize=5 / len(points), ecolor="black", label=label)
         for xi, f, h, r in zip(x, frac, high, rows):
@@ -50,16 +98,9 @@ def outcome_fractions(sweep: dict) -> Figure:
     ax.set_xticks(np.arange(len(names)), names)
     ax.set_ylim(0, min(1.0, top) * 1.12 + 0.01)
     ax.set_xlabel("outcome (number above the bar: seeds)")
-    method = CI_NAMES.get(summary.get("ci_method", points[0]["ci_method"]), points[0]["ci_method"])
-    ax.set_ylabel(f"fraction of seeds\n(error bars: {round(100 * points[0]['ci_level'])}% {method} CI)")
-    grid = f" at each of {len(points)} grid points" if len(points) > 1 else ""
-    diverged = sum(p.get("n_diverged", 0) for p in points)
-    apart = f"\n{diverged} diverged (non-finite loss or parameters), left out of the fractions" if diverged else ""
-    ax.set_title(f"Which group each seed grokked: {versus(points[0]['groups'])}, {points[0]['n_seeds']} seeds{grid}{apart}")
     if len(points) > 1:
         ax.legend(title="grid point", fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    return fig
+    return fig, ax
 
 
 def loss_vs_weight_norm(sweep: dict) -> Figure:
