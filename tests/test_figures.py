@@ -165,7 +165,8 @@ def test_cli_prints_the_llc_correlations_without_jax(results, tmp_path):
 def test_many_grid_points_are_drawn_as_lines_against_the_point_naming_what_varies():
     """Beyond six grid points one line per outcome runs across the points; the tick labels name only the axes
     whose values differ (here the learning rate, not the constant weight decay)."""
-    from grokjax.figures.sweep import outcome_fractions, point_labels
+    from grokjax.figures.sweep import outcome_fractions
+    from grokjax.run.grid import point_labels
 
     lrs = [1e-3 * 2**i for i in range(8)]
     grid = [{"lr": lr, "weight_decay": 1.0, **outcome_summary(GROKKED[: 2 + i % 5], GROUPS)} for i, lr in enumerate(lrs)]

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from grokjax.analysis.outcomes import category_names, first_epoch_at_least, format_summary, grokked, outcome_summary
+from grokjax.analysis.outcomes import (category_names, first_epoch_at_least, format_grid_summary, format_summary, grokked,
+                                       outcome_summary, summary_from_counts)
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 NAMES = ["S(4)", "times(A(4),Z(2))"]
@@ -137,3 +138,15 @@ def test_format_summary():
         assert line.split()[-4:-2] == [str(row["count"]), f"{row['fraction']:.4f}"]
         assert f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}]" in line
     assert lines[-1].split() == ["total", "10"]
+
+
+def test_many_grid_points_print_as_one_table_with_a_row_per_point():
+    groups = ["A", "B"]
+    a = summary_from_counts(np.array([3, 1, 0, 4]), 0, groups)
+    b = summary_from_counts(np.array([0, 0, 2, 6]), 2, groups)
+    lines = format_grid_summary([a, b], ["lr 0.1", "lr 1"]).splitlines()
+    assert lines[0] == "seeds, fraction and 95% CI (wilson) of each outcome (of the seeds that did not diverge)"
+    assert lines[1].split() == ["grid", "point", "both", "A", "only", "B", "only", "neither", "diverged"]
+    assert lines[2].startswith("lr 0.1 ") and lines[2].endswith(" 0")
+    assert f"3 0.375 [{a['outcomes'][0]['ci_low']:.3f}, {a['outcomes'][0]['ci_high']:.3f}]" in lines[2]
+    assert lines[3].startswith("lr 1 ") and "6 0.750 [" in lines[3] and lines[3].endswith(" 2")

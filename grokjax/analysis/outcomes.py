@@ -83,6 +83,25 @@ def _cells(r: dict) -> str:
     return f"{r['count']:>7}  {r['fraction']:>8.4f}  [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
 
 
+def format_grid_summary(points: list[dict], labels: list[str]) -> str:
+    """The outcome summaries of many grid points as one table, a row per point (named by `labels`): each outcome's
+    seeds and fraction with its interval, and the diverged seeds if any."""
+    names = [r["outcome"] for r in points[0]["outcomes"]]
+    diverged = any(p.get("n_diverged", 0) for p in points)
+    cell = lambda r: f"{r['count']} -" if r["fraction"] is None else \
+        f"{r['count']} {r['fraction']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
+    rows = [[cell(r) for r in p["outcomes"]] + ([str(p.get("n_diverged", 0))] if diverged else []) for p in points]
+    head = ["grid point"] + names + (["diverged"] if diverged else [])
+    table = [head] + [[label] + row for label, row in zip(labels, rows)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    level = round(100 * points[0]["ci_level"])
+    lines = [f"seeds, fraction and {level}% CI ({points[0]['ci_method']}) of each outcome"
+             + (" (of the seeds that did not diverge)" if diverged else "")]
+    lines += ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+              for r in table]
+    return "\n".join(lines)
+
+
 def format_summary(summary: dict) -> str:
     """The outcome table as printed at the end of a sweep; with diverged seeds, a 'diverged' line (its fraction
     of all seeds) and a note that the fractions above it are of the seeds that did not diverge."""

@@ -17,11 +17,9 @@ from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
 from grokjax.figures.variation import draw_variation
 from grokjax.run.results import load_sweep
-from grokjax.run.grid import GRID_AXES, grid_label
+from grokjax.run.grid import MANY_POINTS, point_labels
 
 FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
-MANY_POINTS = 6
-"""Beyond this many grid points the outcome fractions are drawn against the grid point, one line per outcome."""
 
 
 def _fractions(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,12 +28,6 @@ def _fractions(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
     high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
     return frac, low, high
-
-
-def point_labels(points: list[dict]) -> list[str]:
-    """Each grid point in words, naming only the axes whose values differ between points."""
-    varying = {k for k in points[0] if k in GRID_AXES + ("variant_name",) and len({p[k] for p in points}) > 1}
-    return [grid_label({k: v for k, v in p.items() if k in varying}) for p in points]
 
 
 def outcome_fractions(sweep: dict) -> Figure:

@@ -41,13 +41,14 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from grokjax.analysis.outcomes import first_epoch_at_least, format_summary, grokked, outcome_counts, summary_from_counts
+from grokjax.analysis.outcomes import (first_epoch_at_least, format_grid_summary, format_summary, grokked, outcome_counts,
+                                       summary_from_counts)
 from grokjax.errors import UserError
 from grokjax.problems.base import Data
 from grokjax.run import outdir, runner, storage
 from grokjax.run.outdir import Fault, check_replaceable, event, size
 from grokjax.run.results import read_config_json
-from grokjax.run.grid import grid_label
+from grokjax.run.grid import MANY_POINTS, grid_label, point_labels
 from grokjax.run.specs import SweepConfig, config_json, read_config
 from grokjax.train import make_trainer, seed_keys
 
@@ -333,7 +334,10 @@ def _grid_outcomes(cfg: SweepConfig, names, counts: np.ndarray, diverged: np.nda
 def _format_outcomes(summary: dict) -> str:
     if "grid" not in summary:
         return format_summary(summary)
-    return "\n\n".join(f"{grid_label(s)}\n{format_summary(s)}" for s in summary["grid"])
+    points = summary["grid"]
+    if len(points) > MANY_POINTS:
+        return format_grid_summary(points, point_labels(points))
+    return "\n\n".join(f"{grid_label(s)}\n{format_summary(s)}" for s in points)
 
 
 def diverged_runs(chunk: dict) -> np.ndarray:
