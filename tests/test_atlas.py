@@ -6,7 +6,8 @@ import numpy as np
 import scipy.optimize
 
 from cli_runner import run_main
-from grokjax.analysis.atlas import _logistic, measure_reading, preference
+from grokjax.analysis.atlas import (MIN_SEEDS, _logistic, efficiency_reading, measure_reading, norm_by_solution,
+                                    preference)
 
 from experiments import atlas as experiment
 
@@ -40,6 +41,30 @@ def test_a_measure_that_orders_every_pair_is_concordant_and_separates():
     assert p["share"][0] == 0.75 and np.isnan(p["share"][1])
 
 
+def test_the_preferred_solution_against_its_norm():
+    """Pair 0: G1 (smaller norm) wins; pair 1: G1 (larger norm) wins; pair 2: too few G2 seeds to compare; pair 3:
+    the same norms, no clear ratio. Medians against numpy, the concordance by hand: 1 of 2 counted pairs."""
+    rng = np.random.default_rng(0)
+    spec = [(0, 1, 10.0, 60), (0, 2, 11.0, 20), (1, 1, 12.0, 70), (1, 2, 11.0, 10), (2, 1, 9.0, 40),
+            (2, 2, 9.5, MIN_SEEDS - 1), (3, 1, 8.0, 30), (3, 2, 8.0, 30)]
+    norm = np.concatenate([mean + 0.05 * rng.normal(size=n) for _, _, mean, n in spec])
+    variant = np.concatenate([np.full(n, v) for v, _, _, n in spec])
+    choice = np.concatenate([np.full(n, c) for _, c, _, n in spec])
+    norm = np.concatenate([norm, [np.nan, 1.0]])  # a diverged seed and one that chose neither are ignored
+    variant, choice = np.concatenate([variant, [0, 0]]), np.concatenate([choice, [1, 0]])
+    got = norm_by_solution(norm, variant, choice, 4, n_boot=500)
+    for v in (0, 1, 3):
+        for c, key in ((1, "norm_g1"), (2, "norm_g2")):
+            assert got[key][v] == np.median(norm[(variant == v) & (choice == c) & np.isfinite(norm)])
+    assert np.isnan(got["norm_g2"][2]) and np.isnan(got["norm_ratio"][2]) and got["norm_g1"][2] == got["norm_g1"][2]
+    np.testing.assert_allclose(got["norm_ratio"][:2], [10 / 11, 12 / 11], rtol=0.01)
+    assert got["norm_ratio_high"][0] < 1 < got["norm_ratio_low"][1]
+    assert got["norm_ratio_low"][3] < 1 < got["norm_ratio_high"][3]
+    share = preference(np.array([60, 70, 40, 30]), np.array([20, 10, 4, 30]))
+    r = efficiency_reading(share, got)
+    assert (r["n_compared"], r["n_clear"], r["n_counted"]) == (3, 2, 2) and r["concordance"]["count"] == 1
+
+
 def test_the_atlas_command_on_two_pairs(tmp_path, capsys):
     out = tmp_path / "atlas"
     argv = ["--pairs", "D(4)|Z(4,2)", "semi(Z(2,2),Z(2),[0,2,1,3])|Z(2,2,2)", "--n-seeds", "3", "--epochs", "40",
@@ -52,6 +77,8 @@ def test_the_atlas_command_on_two_pairs(tmp_path, capsys):
     for p in info["pairs"]:
         assert p["g1"] + p["g2"] + p["none"] + p["both"] + p["diverged"] == p["n_seeds"] == 3
     assert info["readings"]["exponent"]["n_pairs"] >= 0 and (out / "order_8" / "seeds.npz").is_file()
+    assert set(info["efficiency"]) == {"n_compared", "n_clear", "n_counted", "concordance"}
+    assert all("norm_ratio" in p for p in info["pairs"])  # None here: 3 seeds are too few to compare
     code, _, err = run_main(experiment.main, ["--pairs", "D(4)", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "joined by '|'" in err and not (tmp_path / "x").exists()
     code, text, _ = run_main(experiment.main, ["--max-order", "8", "--list"], capsys)

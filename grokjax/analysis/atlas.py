@@ -14,6 +14,12 @@ Per candidate measure m, its difference between the groups, Δ = m(G1) - m(G2), 
   diverges, "one-sided"); either shows as a coefficient that keeps growing under further Newton steps (by more
   than `GROWTH` from `ITERATIONS` to twice as many) or reaches the bound `CLIP`, and is reported as such, never as a
   number; bootstrap draws without a finite fit are counted apart and left out of the interval.
+
+And the circuit-efficiency question (Varma et al.) across the atlas: in a pair where both solutions occur, is the
+preferred one the one with the smaller weight norm? Per pair, the median final weight norm of the seeds that
+grokked G1 only and of those that grokked G2 only (at least `MIN_SEEDS` each), their ratio with a percentile
+bootstrap interval (seeds resampled within each solution), and across pairs the concordance: among the pairs with
+a clear winner and a clear ratio, the fraction whose winner has the smaller norm.
 """
 
 import numpy as np
@@ -25,6 +31,8 @@ ITERATIONS = 50
 GROWTH = 0.5
 CLIP = 1e3
 """A standardised slope that grows by more than GROWTH between ITERATIONS and 2 ITERATIONS Newton steps diverges."""
+MIN_SEEDS = 5
+"""The fewest seeds of one solution whose median norm is compared with the other's."""
 
 
 def preference(g1_count: np.ndarray, g2_count: np.ndarray, level: float = 0.95) -> dict:
@@ -104,7 +112,39 @@ def _slope(x, k, n) -> tuple[np.ndarray, np.ndarray]:
     return long[..., 1], kind
 
 
-def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
+def norm_by_solution(norm: np.ndarray, variant: np.ndarray, choice: np.ndarray, n_pairs: int, n_boot: int = 2000,
+                     seed: int = 0, level: float = 0.95) -> dict:
+    """Per pair (`variant` of each seed), the median `norm` of the seeds whose `choice` is 1 (grokked G1 only) and
+    2 (G2 only), NaN with fewer than `MIN_SEEDS`, and the ratio of the medians G1 / G2 with its percentile bootstrap
+    interval (each solution's seeds resampled apart), NaN unless both medians are."""
+    rng = np.random.default_rng(seed)
+    median, ratio, ci = np.full((n_pairs, 2), np.nan), np.full(n_pairs, np.nan), np.full((n_pairs, 2), np.nan)
+    tail = (1 - level) / 2
+    for v in range(n_pairs):  # a few hundred pairs at most; the bootstrap within one is vectorised
+        groups = [norm[(variant == v) & (choice == c) & np.isfinite(norm)] for c in (1, 2)]
+        for c, g in enumerate(groups):
+            median[v, c] = np.median(g) if len(g) >= MIN_SEEDS else np.nan
+        if np.isfinite(median[v]).all():
+            boot = [np.median(g[rng.integers(0, len(g), (n_boot, len(g)))], -1) for g in groups]
+            ratio[v] = median[v, 0] / median[v, 1]
+            ci[v] = np.quantile(boot[0] / boot[1], [tail, 1 - tail])
+    return {"norm_g1": median[:, 0], "norm_g2": median[:, 1], "norm_ratio": ratio, "norm_ratio_low": ci[:, 0],
+            "norm_ratio_high": ci[:, 1]}
+
+
+def efficiency_reading(share: dict, norms: dict, level: float = 0.95) -> dict:
+    """Across pairs, whether the preferred solution is the one with the smaller median norm (`share` of
+    `preference`, `norms` of `norm_by_solution`): pairs compared (both solutions seen), with a clear winner, with a
+    clear ratio too (counted), and the fraction of the counted pairs whose winner has the smaller norm."""
+    compared = np.isfinite(norms["norm_ratio"])
+    winner = compared & ((share["ci_low"] > 0.5) | (share["ci_high"] < 0.5))
+    counted = winner & ((norms["norm_ratio_low"] > 1) | (norms["norm_ratio_high"] < 1))
+    smaller_won = counted & ((share["share"] > 0.5) == (norms["norm_ratio"] < 1))
+    return {"n_compared": int(compared.sum()), "n_clear": int(winner.sum()), "n_counted": int(counted.sum()),
+            "concordance": proportion(int(smaller_won.sum()), int(counted.sum()), level) if counted.any() else None}
+
+
+def atlas_lines(pairs: list[dict], readings: dict, efficiency: dict | None = None) -> list[str]:
     """The atlas as text: per pair the outcome and G1's share, then per measure its concordance and slope."""
     lines = [f"{'pair':<40} {'order':>5} {'inter':>6} {'seeds':>6} {'G1':>6} {'G2':>6} {'none':>6}  G1 share [CI]"]
     for p in pairs:
@@ -125,4 +165,20 @@ def atlas_lines(pairs: list[dict], readings: dict) -> list[str]:
         if r["fit"] is not None and r["unfit_fraction"] > 0:
             slope += f" (no finite fit in {100 * r['unfit_fraction']:.1f}% of draws)"
         lines.append(f"{name:<22} {r['n_pairs']:>5} {r['n_clear']:>5}  {conc:<22} {slope}")
+    if efficiency is not None:
+        lines += ["", _efficiency_line(pairs, efficiency)]
     return lines
+
+
+def _efficiency_line(pairs: list[dict], r: dict) -> str:
+    """The efficiency reading in words, with the pairs it counted."""
+    c = r["concordance"]
+    head = (f"final weight norm, median of G1-only seeds / G2-only seeds (both seen {MIN_SEEDS}+ times in "
+            f"{r['n_compared']} pairs, {r['n_clear']} with a clear winner, {r['n_counted']} with a clear ratio too)")
+    if c is None:
+        return head + ": no pair to count"
+    rows = [f"  {p['name']:<40} G1 share {p['share']:.3f}, norm ratio {p['norm_ratio']:.3f} "
+            f"[{p['norm_ratio_low']:.3f}, {p['norm_ratio_high']:.3f}]" for p in pairs
+            if p.get("norm_ratio") is not None and np.isfinite(p["norm_ratio"])]
+    return "\n".join([f"{head}: the winner has the smaller norm in {c['count']}/{r['n_counted']} "
+                      f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]"] + rows)

@@ -6,8 +6,9 @@ grid axis, so they are one compiled program) in OUT/order_<N>, resumed when it e
 continues where it stopped. Then, per pair, from its sweep's seeds.npz: how many seeds grokked G1 only, G2 only,
 neither (or diverged), G1's share of the decided seeds with its interval, and the measures of both groups
 (`grokjax.analysis.group_measures`) with their differences and the intersection's size and label balance; per
-measure, the concordance and logistic slope of `grokjax.analysis.atlas`. Written to OUT/atlas.json (the table and
-readings) and OUT/atlas.npz (the arrays the figures draw).
+measure, the concordance and logistic slope of `grokjax.analysis.atlas`; and per pair the median final weight norm
+of each solution, read against the preference (`atlas.efficiency_reading`). Written to OUT/atlas.json (the table
+and readings) and OUT/atlas.npz (the arrays the figures draw).
 """
 
 import dataclasses
@@ -42,15 +43,18 @@ def _with_pairs(base: SweepConfig, pairs) -> SweepConfig:
     return dataclasses.replace(base, problem=problem)
 
 
-def pair_counts(root: Path, n_pairs: int) -> dict[str, np.ndarray]:
-    """Per pair of the sweep in `root`: seeds that grokked G1 only, G2 only, neither, both, and diverged."""
-    seeds = read_npz(root / "seeds.npz", ("variant", "grokked", "diverged"))
+def pair_counts(root: Path, n_pairs: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per pair of the sweep in `root`: seeds that grokked G1 only, G2 only, neither, both, and diverged; and the
+    median final weight norms of the G1-only and G2-only seeds (`atlas.norm_by_solution`)."""
+    seeds = read_npz(root / "seeds.npz", ("variant", "grokked", "diverged", "final_weight_norm"))
     variant = seeds["variant"].astype(int)
     grok, bad = seeds["grokked"].astype(bool), seeds["diverged"].astype(bool)
+    g1, g2 = grok[:, 0] & ~grok[:, 1], grok[:, 1] & ~grok[:, 0]
     count = lambda mask: np.bincount(variant[mask & ~bad], minlength=n_pairs)
-    return {"g1": count(grok[:, 0] & ~grok[:, 1]), "g2": count(grok[:, 1] & ~grok[:, 0]),
-            "none": count(~grok[:, 0] & ~grok[:, 1]), "both": count(grok[:, 0] & grok[:, 1]),
-            "diverged": np.bincount(variant[bad], minlength=n_pairs)}
+    counts = {"g1": count(g1), "g2": count(g2), "none": count(~grok[:, 0] & ~grok[:, 1]),
+              "both": count(grok[:, 0] & grok[:, 1]), "diverged": np.bincount(variant[bad], minlength=n_pairs)}
+    choice = np.where(bad, 0, np.where(g1, 1, np.where(g2, 2, 0)))
+    return counts, atlas.norm_by_solution(seeds["final_weight_norm"], variant, choice, n_pairs)
 
 
 def describe(pairs) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -79,14 +83,17 @@ def run_atlas(pairs, base: SweepConfig, out, workers: int = 0, progress: bool = 
         log(f"order {order}: {cfg.problem.n_variants} pairs x {cfg.n_seeds} seeds -> {out / f'order_{order}'}")
         run_stage(cfg, out / f"order_{order}", progress=progress, workers=workers, log=log, cache_dir=cache_dir)
     ordered = sorted(pairs, key=lambda p: p.order)  # the order of the sweeps and, within one, of the grid
-    counts = defaultdict(list)
+    counts, norms = defaultdict(list), defaultdict(list)
     for order, cfg in configs.items():
-        for k, v in pair_counts(out / f"order_{order}", cfg.problem.n_variants).items():
-            counts[k].append(v)
-    counts = {k: np.concatenate(v) for k, v in counts.items()}
+        order_counts, order_norms = pair_counts(out / f"order_{order}", cfg.problem.n_variants)
+        for gathered, got in ((counts, order_counts), (norms, order_norms)):
+            for k, v in got.items():
+                gathered[k].append(v)
+    counts, norms = ({k: np.concatenate(v) for k, v in d.items()} for d in (counts, norms))
     names, arrays = describe(ordered)
     share = atlas.preference(counts["g1"], counts["g2"])
     readings = {k: atlas.measure_reading(arrays[f"delta_{k}"], counts["g1"], counts["g2"]) for k in names}
+    efficiency = atlas.efficiency_reading(share, norms)
     grokked = counts["g1"] + counts["g2"] + counts["both"]
     finite = grokked + counts["none"]
     table = [{"name": p.name, "g1_spec": p.g1_spec, "g2_spec": p.g2_spec, "order": p.order, "intersection": p.intersection,
@@ -94,17 +101,19 @@ def run_atlas(pairs, base: SweepConfig, out, workers: int = 0, progress: bool = 
               **{k: int(counts[k][i]) for k in ("g1", "g2", "none", "both", "diverged")},
               "grokked_fraction": float(grokked[i] / finite[i]) if finite[i] else None,
               **{k: float(share[k][i]) for k in ("share", "ci_low", "ci_high")},
+              **{k: float(v[i]) for k, v in norms.items()},
               **{k: float(arrays[k][i]) for k in PAIR_MEASURES}}
              for i, p in enumerate(ordered)]
-    summary = _plain({"pairs": table, "readings": readings, "measures": names, "pair_measures": list(PAIR_MEASURES),
+    summary = _plain({"pairs": table, "readings": readings, "efficiency": efficiency, "measures": names,
+                      "pair_measures": list(PAIR_MEASURES),
                       "config": {k: v for k, v in base.to_dict().items() if k != "problem"},
                       "environment": storage.environment()})
     npz = {"name": np.array([p.name for p in ordered]), "order": np.array([p.order for p in ordered]),
-           **{f"count_{k}": v for k, v in counts.items()}, **share, **arrays}
+           **{f"count_{k}": v for k, v in counts.items()}, **share, **norms, **arrays}
     with guard(lambda: "the sweeps are kept: run the same command again"), locked(out):
         write_together({out / "atlas.json": lambda path: storage.write_json(path, summary),
                         out / "atlas.npz": lambda path: storage.write_arrays(path, npz)})
-    log("\n".join(atlas.atlas_lines(table, readings)))
+    log("\n".join(atlas.atlas_lines(table, readings, efficiency)))
     return summary
 
 

@@ -1,8 +1,9 @@
 """The axes of a sweep's grid and their names in words; free of JAX, so figures can name grid points."""
 
 GRID_AXES = ("variant", "fraction", "lr", "weight_decay", "filter_alpha", "filter_lambda")
-"""What a sweep's grid may vary, in grid order: the problem (a problem whose `n_variants` is not None, e.g. pairs of groups),
-the problem's training fraction (`SweepConfig.fraction_grid`), then optimizer hyperparameters (`<axis>_grid`)."""
+"""What a sweep's grid may vary, in grid order: the problem (a problem whose `n_variants` is not None, e.g. pairs
+of groups), the problem's training fraction (`SweepConfig.fraction_grid`), then optimizer hyperparameters
+(`<axis>_grid`)."""
 GRID_FIELDS = GRID_AXES[1:]
 """The axes given as a `SweepConfig` field `<axis>_grid` (and a command-line option of several values)."""
 MANY_POINTS = 6
