@@ -79,6 +79,11 @@ def test_the_atlas_command_on_two_pairs(tmp_path, capsys):
     assert info["readings"]["exponent"]["n_pairs"] >= 0 and (out / "order_8" / "seeds.npz").is_file()
     assert set(info["efficiency"]) == {"n_compared", "n_clear", "n_counted", "concordance"}
     assert all("norm_ratio" in p for p in info["pairs"])  # None here: 3 seeds are too few to compare
+    from grokjax.figures import draw
+
+    paths, _ = draw(out, tmp_path / "figures")
+    assert [p.name for p in paths] == ["atlas_measures.png", "atlas_balance.png", "atlas_efficiency.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
     code, _, err = run_main(experiment.main, ["--pairs", "D(4)", "--out", str(tmp_path / "x")], capsys)
     assert code == 2 and "joined by '|'" in err and not (tmp_path / "x").exists()
     code, text, _ = run_main(experiment.main, ["--max-order", "8", "--list"], capsys)
