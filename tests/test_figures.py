@@ -169,7 +169,8 @@ def test_many_grid_points_are_drawn_as_lines_against_the_point_naming_what_varie
     from grokjax.run.grid import point_labels
 
     lrs = [1e-3 * 2**i for i in range(8)]
-    grid = [{"lr": lr, "weight_decay": 1.0, **outcome_summary(GROKKED[: 2 + i % 5], GROUPS)} for i, lr in enumerate(lrs)]
+    grid = [{"lr": lr, "weight_decay": 1.0, **outcome_summary(GROKKED[: 2 + i % 5], GROUPS)}
+            for i, lr in enumerate(lrs)]
     assert point_labels(grid) == [f"lr {lr:g}" for lr in lrs]
     assert point_labels(grid[:2]) == ["lr 0.001", "lr 0.002"]
     fig = outcome_fractions({"outcome": {"grid": grid}})

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import beta
 
-from grokjax.analysis.outcomes import (category_names, first_epoch_at_least, format_grid_summary, format_summary, grokked,
-                                       outcome_summary, summary_from_counts)
+from grokjax.analysis.outcomes import (category_names, first_epoch_at_least, format_grid_summary, format_summary,
+                                       grokked, outcome_summary, summary_from_counts)
 
 Z95 = 1.959963984540054  # the 0.975 quantile of the standard normal
 NAMES = ["S(4)", "times(A(4),Z(2))"]

@@ -16,14 +16,18 @@ Per candidate measure m, its difference between the groups, Δ = m(G1) - m(G2), 
   number; bootstrap draws without a finite fit are counted apart and left out of the interval.
 
 And the circuit-efficiency question (Varma et al.) across the atlas: in a pair where both solutions occur, is the
-preferred one the one with the smaller weight norm? Per pair, the median final weight norm of the seeds that
-grokked G1 only and of those that grokked G2 only (at least `MIN_SEEDS` each), their ratio with a percentile
-bootstrap interval (seeds resampled within each solution), and across pairs the concordance: among the pairs with
-a clear winner and a clear ratio, the fraction whose winner has the smaller norm.
+preferred one the one with the smaller weight norm? Per pair, the final weight norms of the seeds that grokked G1
+only against those of the seeds that grokked G2 only (at least `MIN_SEEDS` each): the probability that a G1 seed
+has the smaller norm (a rank statistic: the norms of one solution often sit in several modes, where a median
+jumps between them) with the two-sided Mann-Whitney test of it (the norm order is clear when p < 0.05; exact for
+small samples) and the ratio of the medians, each with a percentile bootstrap interval (seeds resampled within
+each solution; descriptive); across pairs the concordance: among the pairs with a clear winner and a clear norm
+order, the fraction whose winner tends to the smaller norm.
 """
 
 import numpy as np
 from scipy.special import expit
+from scipy.stats import mannwhitneyu, rankdata
 
 from grokjax.analysis.outcomes import proportion
 
@@ -112,40 +116,58 @@ def _slope(x, k, n) -> tuple[np.ndarray, np.ndarray]:
     return long[..., 1], kind
 
 
+def smaller_probability(g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+    """P(a G1 value < a G2 value) + P(equal) / 2 along the last axis of each (the Mann-Whitney U of G2 over
+    n1 n2), from midranks of the pooled values; batched over the leading axes."""
+    n1, n2 = g1.shape[-1], g2.shape[-1]
+    ranks = rankdata(np.concatenate([g1, g2], -1), axis=-1)
+    return (ranks[..., n1:].sum(-1) - n2 * (n2 + 1) / 2) / (n1 * n2)
+
+
 def norm_by_solution(norm: np.ndarray, variant: np.ndarray, choice: np.ndarray, n_pairs: int, n_boot: int = 2000,
                      seed: int = 0, level: float = 0.95) -> dict:
-    """Per pair (`variant` of each seed), the median `norm` of the seeds whose `choice` is 1 (grokked G1 only) and
-    2 (G2 only), NaN with fewer than `MIN_SEEDS`, and the ratio of the medians G1 / G2 with its percentile bootstrap
-    interval (each solution's seeds resampled apart), NaN unless both medians are."""
+    """Per pair (`variant` of each seed), comparing the `norm`s of the seeds whose `choice` is 1 (grokked G1 only)
+    with those whose choice is 2 (G2 only), when each has at least `MIN_SEEDS`: the probability that a G1 seed has
+    the smaller norm (`smaller_probability`, robust to norms that cluster in several modes) with the two-sided
+    Mann-Whitney p-value of it, the medians and their ratio G1 / G2 (the size of the difference), each with a
+    percentile bootstrap interval (each solution's seeds resampled apart). NaN where a solution has too few seeds."""
     rng = np.random.default_rng(seed)
-    median, ratio, ci = np.full((n_pairs, 2), np.nan), np.full(n_pairs, np.nan), np.full((n_pairs, 2), np.nan)
+    keys = ("g1_smaller", "norm_ratio")
+    out = {k: np.full(n_pairs, np.nan) for k in ("norm_g1", "norm_g2", "g1_smaller_p") + keys
+           + tuple(f"{k}_{e}" for k in keys for e in ("low", "high"))}
     tail = (1 - level) / 2
     for v in range(n_pairs):  # a few hundred pairs at most; the bootstrap within one is vectorised
-        groups = [norm[(variant == v) & (choice == c) & np.isfinite(norm)] for c in (1, 2)]
-        for c, g in enumerate(groups):
-            median[v, c] = np.median(g) if len(g) >= MIN_SEEDS else np.nan
-        if np.isfinite(median[v]).all():
-            boot = [np.median(g[rng.integers(0, len(g), (n_boot, len(g)))], -1) for g in groups]
-            ratio[v] = median[v, 0] / median[v, 1]
-            ci[v] = np.quantile(boot[0] / boot[1], [tail, 1 - tail])
-    return {"norm_g1": median[:, 0], "norm_g2": median[:, 1], "norm_ratio": ratio, "norm_ratio_low": ci[:, 0],
-            "norm_ratio_high": ci[:, 1]}
+        g1, g2 = (norm[(variant == v) & (choice == c) & np.isfinite(norm)] for c in (1, 2))
+        if min(len(g1), len(g2)) < MIN_SEEDS:
+            continue
+        b1, b2 = (g[rng.integers(0, len(g), (n_boot, len(g)))] for g in (g1, g2))
+        out["norm_g1"][v], out["norm_g2"][v] = np.median(g1), np.median(g2)
+        out["g1_smaller_p"][v] = mannwhitneyu(g1, g2, alternative="two-sided").pvalue
+        for key, value, boot in (("g1_smaller", smaller_probability(g1, g2), smaller_probability(b1, b2)),
+                                 ("norm_ratio", np.median(g1) / np.median(g2),
+                                  np.median(b1, -1) / np.median(b2, -1))):
+            out[key][v] = value
+            out[f"{key}_low"][v], out[f"{key}_high"][v] = np.quantile(boot, [tail, 1 - tail])
+    return out
 
 
 def efficiency_reading(share: dict, norms: dict, level: float = 0.95) -> dict:
-    """Across pairs, whether the preferred solution is the one with the smaller median norm (`share` of
-    `preference`, `norms` of `norm_by_solution`): pairs compared (both solutions seen), with a clear winner, with a
-    clear ratio too (counted), and the fraction of the counted pairs whose winner has the smaller norm."""
-    compared = np.isfinite(norms["norm_ratio"])
+    """Across pairs, whether the preferred solution is the one with the smaller norm (`share` of `preference`,
+    `norms` of `norm_by_solution`): the pairs compared (both solutions seen), those with a clear winner, those
+    with a clear norm order too (Mann-Whitney p below 1 - `level`: counted), and the fraction of the counted pairs
+    whose winner tends to the smaller norm (Wilson interval; pairs that share their K are not independent)."""
+    compared = np.isfinite(norms["g1_smaller"])
     winner = compared & ((share["ci_low"] > 0.5) | (share["ci_high"] < 0.5))
-    counted = winner & ((norms["norm_ratio_low"] > 1) | (norms["norm_ratio_high"] < 1))
-    smaller_won = counted & ((share["share"] > 0.5) == (norms["norm_ratio"] < 1))
+    counted = winner & (norms["g1_smaller_p"] < 1 - level)
+    smaller_won = counted & ((share["share"] > 0.5) == (norms["g1_smaller"] > 0.5))
     return {"n_compared": int(compared.sum()), "n_clear": int(winner.sum()), "n_counted": int(counted.sum()),
+            "counted": np.flatnonzero(counted).tolist(),
             "concordance": proportion(int(smaller_won.sum()), int(counted.sum()), level) if counted.any() else None}
 
 
 def atlas_lines(pairs: list[dict], readings: dict, efficiency: dict | None = None) -> list[str]:
-    """The atlas as text: per pair the outcome and G1's share, then per measure its concordance and slope."""
+    """The atlas as text: per pair the outcome and G1's share, then per measure its concordance and slope, and the
+    `efficiency` reading (`efficiency_reading`) if given."""
     lines = [f"{'pair':<40} {'order':>5} {'inter':>6} {'seeds':>6} {'G1':>6} {'G2':>6} {'none':>6}  G1 share [CI]"]
     for p in pairs:
         share = "-" if np.isnan(p["share"]) else f"{p['share']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]"
@@ -171,14 +193,16 @@ def atlas_lines(pairs: list[dict], readings: dict, efficiency: dict | None = Non
 
 
 def _efficiency_line(pairs: list[dict], r: dict) -> str:
-    """The efficiency reading in words, with the pairs it counted."""
+    """The efficiency reading in words, then every compared pair (* marks the counted ones)."""
     c = r["concordance"]
-    head = (f"final weight norm, median of G1-only seeds / G2-only seeds (both seen {MIN_SEEDS}+ times in "
-            f"{r['n_compared']} pairs, {r['n_clear']} with a clear winner, {r['n_counted']} with a clear ratio too)")
+    head = (f"final weight norms of G1-only against G2-only seeds (both seen {MIN_SEEDS}+ times in {r['n_compared']} "
+            f"pairs, {r['n_clear']} with a clear winner, {r['n_counted']} with a clear norm order too)")
     if c is None:
         return head + ": no pair to count"
-    rows = [f"  {p['name']:<40} G1 share {p['share']:.3f}, norm ratio {p['norm_ratio']:.3f} "
-            f"[{p['norm_ratio_low']:.3f}, {p['norm_ratio_high']:.3f}]" for p in pairs
-            if p.get("norm_ratio") is not None and np.isfinite(p["norm_ratio"])]
-    return "\n".join([f"{head}: the winner has the smaller norm in {c['count']}/{r['n_counted']} "
+    rows = [f" {'*' if i in r['counted'] else ' '} {p['name']:<40} G1 share {p['share']:.3f}, "
+            f"P(G1 norm smaller) {p['g1_smaller']:.2f} [{p['g1_smaller_low']:.2f}, {p['g1_smaller_high']:.2f}] "
+            f"(p {p['g1_smaller_p']:.1g}), "
+            f"median ratio {p['norm_ratio']:.3f} [{p['norm_ratio_low']:.3f}, {p['norm_ratio_high']:.3f}]"
+            for i, p in enumerate(pairs) if p.get("g1_smaller") is not None and np.isfinite(p["g1_smaller"])]
+    return "\n".join([f"{head}: the winner tends to the smaller norm in {c['count']}/{r['n_counted']} "
                       f"[{c['ci_low']:.2f}, {c['ci_high']:.2f}]"] + rows)

@@ -1,7 +1,7 @@
 """Figures of a group-pair atlas (`atlas.json` and `.npz`, `grokjax.run.atlas`), from saved numbers alone: per
 measure, G1's share of the decided seeds against the measure's difference G1 - G2 (one point per pair, with its
 interval); per pair its outcome fractions (G1, G2, neither) against the intersection's label balance; and G1's
-share against the ratio of the two solutions' median final weight norms."""
+share against how often its solution has the smaller final weight norm."""
 
 from pathlib import Path
 
@@ -63,28 +63,34 @@ def outcomes_against_balance(arrays: dict) -> Figure:
     return fig
 
 
-def share_against_norm_ratio(info: dict, arrays: dict) -> Figure:
-    """G1's share against the median final weight norm of its G1-only seeds over that of its G2-only seeds, one
-    point per pair where both solutions were seen, with both intervals; the concordance in the title."""
-    fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+def share_against_norm_order(info: dict, arrays: dict) -> Figure:
+    """G1's share against the probability that a G1-only seed has a smaller final weight norm than a G2-only seed,
+    one point per pair where both solutions were seen, with both intervals; the pairs the concordance counts
+    (clear winner and clear norm order) filled, the others open."""
+    fig = Figure(figsize=(6.6, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    seen = np.isfinite(arrays["norm_ratio"])
-    share, ratio = arrays["share"][seen], arrays["norm_ratio"][seen]
-    ax.errorbar(ratio, share, xerr=[ratio - arrays["norm_ratio_low"][seen], arrays["norm_ratio_high"][seen] - ratio],
-                yerr=[share - arrays["ci_low"][seen], arrays["ci_high"][seen] - share], fmt="o", markersize=4,
-                capsize=2, alpha=0.8)
-    for name, x, y in zip(arrays["name"][seen], ratio, share):
-        ax.annotate(str(name), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
-    ax.axhline(0.5, color="0.5", linewidth=0.8)
-    ax.axvline(1.0, color="0.5", linewidth=0.8)
     r = info.get("efficiency") or {}
+    counted = np.zeros(len(arrays["share"]), bool)
+    counted[r.get("counted", [])] = True
+    for kind, shown in (("counted", counted), ("not counted", ~counted & np.isfinite(arrays["g1_smaller"]))):
+        x, share = arrays["g1_smaller"][shown], arrays["share"][shown]
+        ax.errorbar(x, share, xerr=[x - arrays["g1_smaller_low"][shown], arrays["g1_smaller_high"][shown] - x],
+                    yerr=[share - arrays["ci_low"][shown], arrays["ci_high"][shown] - share], fmt="o", markersize=5,
+                    capsize=2, alpha=0.8, color="C0", markerfacecolor="C0" if kind == "counted" else "white",
+                    label=f"{kind} ({int(shown.sum())})")
+        for name, xi, yi in zip(arrays["name"][shown], x, share):
+            ax.annotate(str(name), (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=7)
+    ax.axhline(0.5, color="0.5", linewidth=0.8)
+    ax.axvline(0.5, color="0.5", linewidth=0.8)
     c = r.get("concordance")
-    words = "no pair with a clear winner and a clear ratio" if not c else \
-        f"the winner has the smaller norm in {c['count']}/{r['n_counted']} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
+    words = "no pair with a clear winner and a clear norm order" if not c else \
+        f"the winner tends to the smaller norm in {c['count']}/{r['n_counted']} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
     ax.set_title(f"Preference against the solutions' final weight norms\n{words}", fontsize=10)
-    ax.set_xlabel("median final weight norm: G1-only seeds / G2-only seeds (95% bootstrap interval)")
+    ax.set_xlabel("P(a G1-only seed's norm < a G2-only seed's), 95% bootstrap interval")
     ax.set_ylabel("G1 share of decided seeds (95% Wilson)")
+    ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.05, 1.05)
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     return fig
 
@@ -98,7 +104,7 @@ def draw_atlas(results_dir, out_dir=None) -> list:
     paths = [out / "atlas_measures.png", out / "atlas_balance.png"]
     save_figure(share_against_measures(info, arrays), paths[0])
     save_figure(outcomes_against_balance(arrays), paths[1])
-    if "norm_ratio" in arrays:  # atlases written before the norms were read have none
+    if "g1_smaller" in arrays:  # atlases written before the norms were read have none
         paths.append(out / "atlas_efficiency.png")
-        save_figure(share_against_norm_ratio(info, arrays), paths[-1])
+        save_figure(share_against_norm_order(info, arrays), paths[-1])
     return paths

@@ -6,8 +6,8 @@ grid axis, so they are one compiled program) in OUT/order_<N>, resumed when it e
 continues where it stopped. Then, per pair, from its sweep's seeds.npz: how many seeds grokked G1 only, G2 only,
 neither (or diverged), G1's share of the decided seeds with its interval, and the measures of both groups
 (`grokjax.analysis.group_measures`) with their differences and the intersection's size and label balance; per
-measure, the concordance and logistic slope of `grokjax.analysis.atlas`; and per pair the median final weight norm
-of each solution, read against the preference (`atlas.efficiency_reading`). Written to OUT/atlas.json (the table
+measure, the concordance and logistic slope of `grokjax.analysis.atlas`; and per pair the final weight norms of
+the two solutions, read against the preference (`atlas.efficiency_reading`). Written to OUT/atlas.json (the table
 and readings) and OUT/atlas.npz (the arrays the figures draw).
 """
 
@@ -45,7 +45,7 @@ def _with_pairs(base: SweepConfig, pairs) -> SweepConfig:
 
 def pair_counts(root: Path, n_pairs: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per pair of the sweep in `root`: seeds that grokked G1 only, G2 only, neither, both, and diverged; and the
-    median final weight norms of the G1-only and G2-only seeds (`atlas.norm_by_solution`)."""
+    final weight norms of the G1-only seeds against the G2-only seeds' (`atlas.norm_by_solution`)."""
     seeds = read_npz(root / "seeds.npz", ("variant", "grokked", "diverged", "final_weight_norm"))
     variant = seeds["variant"].astype(int)
     grok, bad = seeds["grokked"].astype(bool), seeds["diverged"].astype(bool)

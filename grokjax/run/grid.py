@@ -7,7 +7,8 @@ of groups), the problem's training fraction (`SweepConfig.fraction_grid`), then 
 GRID_FIELDS = GRID_AXES[1:]
 """The axes given as a `SweepConfig` field `<axis>_grid` (and a command-line option of several values)."""
 MANY_POINTS = 6
-"""Beyond this many grid points, outcomes are shown as one row (printed) or one point (figure) per grid point."""
+"""Beyond this many grid points, outcomes are printed as one table with a row per grid point, and drawn as one line
+per outcome across the grid points."""
 
 
 def grid_label(point: dict) -> str:

@@ -41,8 +41,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from grokjax.analysis.outcomes import (first_epoch_at_least, format_grid_summary, format_summary, grokked, outcome_counts,
-                                       summary_from_counts)
+from grokjax.analysis.outcomes import (first_epoch_at_least, format_grid_summary, format_summary, grokked,
+                                       outcome_counts, summary_from_counts)
 from grokjax.errors import UserError
 from grokjax.problems.base import Data
 from grokjax.run import outdir, runner, storage
