@@ -14,7 +14,7 @@ does nothing; --overwrite fits again.
 
 import argparse
 
-from grokjax.cli import run_cli
+from grokjax.cli import add_run_options, run_cli
 from grokjax.run.fits import add_fit_options, run_fits
 
 
@@ -24,10 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--chance", type=float, default=None,
                    help="chance accuracy c of every curve (default: 1/K for the problem's K classes)")
     add_fit_options(p)
-    p.add_argument("--workers", type=int, default=1,
-                   help="on a one-device CPU, worker processes for the compiled calls (default: %(default)s; fitting "
-                        "is fast, a worker's start is not)")
-    p.add_argument("--overwrite", action="store_true", help="replace fits saved earlier")
+    add_run_options(p, "replace fits saved earlier", workers=1, progress=False)  # fitting is fast, starting workers not
     return p.parse_args(argv)
 
 

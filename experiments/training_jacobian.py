@@ -18,7 +18,7 @@ with the metrics of θ_T, and the figures are drawn from the saved arrays.
 import argparse
 
 from grokjax.analysis import jacobian as jac
-from grokjax.cli import add_config_options, run_cli
+from grokjax.cli import add_config_options, add_run_options, run_cli
 from grokjax.run.jacobian import DEFAULT_EPOCHS, PUBLISHED_WEIGHT_DECAY, SETTINGS, run_jacobian
 
 
@@ -51,8 +51,7 @@ def parse_args(argv=None):
                         "dense J fits, see the README)")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="results directory (default: results/jacobian-YYYYmmdd-HHMMSS)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing results directory")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_run_options(g, "replace an existing results directory", workers=None)
     return p.parse_args(argv)
 
 

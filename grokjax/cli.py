@@ -38,20 +38,23 @@ def run_cli(main, interrupted: str = "Interrupted.") -> None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def add_run_options(p, overwrite: str | None, workers: int = 0, figures: bool = False,
-                    compile_cache: bool = False) -> None:
-    """The options of how a job runs, the same in every script: `--workers` (default `workers`; 0 is one per core),
-    `--overwrite` (its help says what it replaces; None: no such option), `--no-progress`, and if asked
-    `--no-figures` and `--no-compile-cache`. `p` is a parser or an argument group."""
-    default = "one per core; 1: in this process" if workers == 0 else f"{workers}; 0: one per core"
-    p.add_argument("--workers", type=int, default=workers,
-                   help=f"on a one-device CPU, worker processes each pinned to a core and running whole calls; the "
-                        f"numbers do not change (default: {default})")
+def add_run_options(p, overwrite: str | None, workers: int | None = 0, figures: bool = False,
+                    compile_cache: bool = False, progress: bool = True) -> None:
+    """The options of how a job runs, the same in every script: `--workers` (default `workers`; 0 is one per core;
+    None: no such option), `--overwrite` (its help says what it replaces; None: no such option), `--no-progress`
+    (unless `progress` is False: the job shows none), and if asked `--no-figures` and `--no-compile-cache`. `p` is
+    a parser or an argument group."""
+    if workers is not None:
+        default = "one per core; 1: in this process" if workers == 0 else f"{workers}; 0: one per core"
+        p.add_argument("--workers", type=int, default=workers,
+                       help=f"on a one-device CPU, worker processes each pinned to a core and running whole calls; "
+                            f"the numbers do not change (default: {default})")
     if overwrite:
         p.add_argument("--overwrite", action="store_true", help=overwrite)
     if figures:
         p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if progress:
+        p.add_argument("--no-progress", action="store_true", help="no progress bars")
     if compile_cache:
         p.add_argument("--no-compile-cache", action="store_true", help="do not keep compiled programs between runs")
 
