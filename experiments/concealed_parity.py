@@ -40,7 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--epochs", type=int, default=PAPER["epochs"], help="(default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="epochs between metrics (default: %(default)s)")
     add_fit_options(p)
-    add_run_options(p, "fit again even where fits are saved", workers=1, figures=True)
+    add_run_options(p, "fit again even where fits are saved", figures=True)
     return p.parse_args(argv)
 
 
