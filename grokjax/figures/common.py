@@ -46,6 +46,12 @@ def outcome_colours(names) -> dict:
     return {name: ("0.55" if i == len(names) - 1 else f"C{i}") for i, name in enumerate(names)}
 
 
+def field_arrays(entries, names, missing: float = np.nan) -> list[np.ndarray]:
+    """Each field `names` of the saved summary `entries` (dicts, None where a value is absent, as a proportion's
+    fraction and interval with no runs) as a float array, `missing` for None."""
+    return [np.array([e[n] if e[n] is not None else missing for e in entries], float) for n in names]
+
+
 def versus(group_names) -> str:
     """'S(4) vs times(A(4),Z(2))': the groups competing in the sweep, for titles."""
     return " vs ".join(group_names)

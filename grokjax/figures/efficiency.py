@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from grokjax.figures.common import figures_dir, save_figure
+from grokjax.figures.common import field_arrays, figures_dir, save_figure
 from grokjax.run.results import read_json, read_npz
 
 
@@ -27,12 +27,11 @@ def efficiency_curves(info: dict) -> Figure:
         size = np.array([r["size"] for r in rows], float)
         for k, (key, label) in enumerate((("memorizing_norm", "memorizing (random labels)"),
                                           ("generalizing_norm", "generalizing (true labels, generalized)"))):
-            mean, low, high = (np.array([r[key][q] if r[key][q] is not None else np.nan for r in rows], float)
-                               for q in ("mean", "ci_low", "ci_high"))
+            mean, low, high = field_arrays([r[key] for r in rows], ("mean", "ci_low", "ci_high"))
             top.errorbar(size, mean, yerr=[np.nan_to_num(mean - low), np.nan_to_num(high - mean)], marker="o",
                          capsize=3, color=f"C{k}", label=label)
         for k, by in enumerate(w.get("by_set", []), start=2):
-            mean = np.array([n["mean"] if n["mean"] is not None else np.nan for n in by["norm"]], float)
+            mean, = field_arrays(by["norm"], ("mean",))
             d = by["d_crit"]["d_crit"]
             top.plot(size, mean, marker="s", linestyle=":", color=f"C{k + 1}",
                      label=f"grokked {by['set']}" + (f" (D_crit {d:.0f})" if np.isfinite(d) else ""))
@@ -78,8 +77,7 @@ def is_semigrok_results(results_dir) -> bool:
 def _fractions_against_size(ax, rows: list, key: str, label: str | None, colour: str, marker: str = "o") -> None:
     """Plot row[key] (a proportion with its interval) against row["size"], rows of one weight decay."""
     size = np.array([r["size"] for r in rows], float)
-    get = lambda q: np.array([r[key][q] if r[key][q] is not None else np.nan for r in rows], float)
-    frac, low, high = get("fraction"), get("ci_low"), get("ci_high")
+    frac, low, high = field_arrays([r[key] for r in rows], ("fraction", "ci_low", "ci_high"))
     ax.errorbar(size, frac, yerr=[np.nan_to_num(frac - low), np.nan_to_num(high - frac)], marker=marker, capsize=3,
                 color=colour, label=label)
 

@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from grokjax.analysis.outcomes import category_names
-from grokjax.figures.common import (CI_NAMES, diverged_note, figures_dir, outcome_colours, save_figure, seed_outcomes,
-                                    versus)
+from grokjax.figures.common import (CI_NAMES, diverged_note, field_arrays, figures_dir, outcome_colours, save_figure,
+                                    seed_outcomes, versus)
 from grokjax.figures.llc import draw_llc
 from grokjax.figures.measures import draw_measures
 from grokjax.figures.perturb import draw_perturbations
@@ -24,10 +24,8 @@ FIGURE_NAMES = ("outcome_fractions", "loss_vs_weight_norm", "accuracy_curves")
 
 def _fractions(rows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fractions of outcome `rows` (summary entries) and their interval's distances below and above."""
-    frac = np.array([r["fraction"] if r["fraction"] is not None else 0.0 for r in rows])
-    low = np.clip(frac - np.array([r["ci_low"] if r["ci_low"] is not None else 0.0 for r in rows]), 0, None)
-    high = np.clip(np.array([r["ci_high"] if r["ci_high"] is not None else 0.0 for r in rows]) - frac, 0, None)
-    return frac, low, high
+    frac, low, high = field_arrays(rows, ("fraction", "ci_low", "ci_high"), missing=0.0)
+    return frac, np.clip(frac - low, 0, None), np.clip(high - frac, 0, None)
 
 
 def outcome_fractions(sweep: dict) -> Figure:
