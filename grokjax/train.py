@@ -177,8 +177,8 @@ def make_trainer(data: Data, cfg) -> Trainer:
             return model.apply(params, inputs)
 
     def run_problem(hparams) -> RunProblem:
-        """What the run trains and is evaluated on: with `Data.train_entry` a mask by its fraction, with
-        `Data.variants` its variant's labels, mask, sets and inputs."""
+        """What the run trains and is evaluated on: the problem's own (then `hparams` is not read), or with
+        `Data.train_entry` a mask by its fraction, with `Data.variants` its variant's labels, mask, sets and inputs."""
         if variants is None:
             return RunProblem(train_y, None if entry is None else entry <= hparams["fraction"], eval_y, train_in,
                               full_in)
@@ -248,10 +248,9 @@ def make_trainer(data: Data, cfg) -> Trainer:
     def metrics(params, hparams=None) -> Metrics:
         """Metrics of one model; a point counts as correct when its true logit is the largest. With
         `Data.train_entry` or `Data.variants`, of the run's own training set and evaluation sets (by `hparams`)."""
-        per_run = entry is not None or variants is not None
-        if per_run and hparams is None:
+        if (entry is not None or variants is not None) and hparams is None:
             raise ValueError("The metrics of a sweep over training fractions or problems need the run's hparams.")
-        labels, active, sets, _, inputs = run_problem(hparams) if per_run else (train_y, None, eval_y, None, full_in)
+        labels, active, sets, _, inputs = run_problem(hparams)
         logits = apply(params, inputs)  # (n_points, classes), shared by every evaluation set's labels
         lse, top = jax.nn.logsumexp(logits, -1), logits.max(-1)
         group_true = jnp.take_along_axis(logits[None], sets[..., None], -1)[..., 0]  # (sets, n_points)

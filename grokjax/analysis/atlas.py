@@ -36,7 +36,7 @@ GROWTH = 0.5
 CLIP = 1e3
 """A standardised slope that grows by more than GROWTH between ITERATIONS and 2 ITERATIONS Newton steps diverges."""
 MIN_SEEDS = 5
-"""The fewest seeds of one solution whose median norm is compared with the other's."""
+"""The fewest seeds of one solution whose norms are compared with the other's."""
 
 
 def preference(g1_count: np.ndarray, g2_count: np.ndarray, level: float = 0.95) -> dict:

@@ -81,4 +81,5 @@ class ReluMLPSpec(Spec):
             raise UserError("The relu_mlp model needs real-valued inputs, one row per point (e.g. --problem parity).")
         module = ReluMLP(x.shape[1], data.n_classes, self.hidden_dim, self.depth, self.bias)
         example = data.columns(data.train_idx[:1])
-        return flax_model(module, example)._replace(init_width=lambda key, width: module.init(key, *example, width)["params"])
+        init_width = lambda key, width: module.init(key, *example, width)["params"]
+        return flax_model(module, example)._replace(init_width=init_width)

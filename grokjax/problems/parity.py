@@ -15,9 +15,7 @@ one problem per n with the strings it has alone, zero-padded to the largest n, a
 (`Model.init_width`), so each run trains the network of its own width on its own strings.
 """
 
-import dataclasses
-
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -126,7 +124,7 @@ class ConcealedParityProblem(Spec):
                     arrays={"bits": bits, "labels": labels, "train_idx": train})
 
     def _build_variants(self) -> Data:
-        alone = [dataclasses.replace(self, n_bits=n).build() for n in self.n_bits]
+        alone = [replace(self, n_bits=n).build() for n in self.n_bits]
         widest, n_points = max(self.n_bits), self.n_train + self.n_val
         inputs = np.zeros((len(alone), n_points, widest), np.float32)
         bits = np.zeros((len(alone), n_points, widest), np.uint8)

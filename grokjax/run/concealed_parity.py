@@ -10,6 +10,7 @@ absolute sharpness against the relative gap.
 """
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ SWEEP = "sweep"
 """The sweep's directory inside the study's."""
 
 
-def parity_config(n_bits: tuple[int, ...], n_seeds: int, epochs: int = PAPER["epochs"], log_every: int = 10, seed: int = 0,
-                  data_seed: int = 0, k: int = PAPER["k"], n_train: int = PAPER["n_train"],
+def parity_config(n_bits: Sequence[int], n_seeds: int, epochs: int = PAPER["epochs"], log_every: int = 10,
+                  seed: int = 0, data_seed: int = 0, k: int = PAPER["k"], n_train: int = PAPER["n_train"],
                   n_val: int = PAPER["n_val"], hidden_dim: int = PAPER["hidden_dim"], lr: float = PAPER["lr"],
                   weight_decay: float = PAPER["weight_decay"], batch_size: int = PAPER["batch_size"]) -> SweepConfig:
     """The sweep of every n x seed: concealed parity, the ReLU MLP, SGD with L2 weight decay on the weights (the
@@ -52,9 +53,9 @@ def parity_config(n_bits: tuple[int, ...], n_seeds: int, epochs: int = PAPER["ep
                        seed=seed, n_seeds=n_seeds)
 
 
-def fit_options(a) -> argparse.Namespace:
-    """The options of `fits.run_fits` for one sweep of the study."""
-    return argparse.Namespace(results_dir=None, chance=None, iterations=a.iterations, min_r2=a.min_r2, tol=a.tol,
+def fit_options(a, root: Path) -> argparse.Namespace:
+    """The options of `fits.run_fits` for the study's sweep in `root`."""
+    return argparse.Namespace(results_dir=str(root), chance=None, iterations=a.iterations, min_r2=a.min_r2, tol=a.tol,
                               workers=1, overwrite=a.overwrite)
 
 
@@ -84,13 +85,13 @@ def run_study(a, log=print) -> dict:
     module)."""
     if a.seeds < 1:
         raise UserError(f"The number of seeds must be a positive integer, got {a.seeds}.")
-    cfg = parity_config(tuple(a.n_bits), a.seeds, a.epochs, a.log_every, a.seed, a.data_seed, a.k, a.n_train,
+    cfg = parity_config(a.n_bits, a.seeds, a.epochs, a.log_every, a.seed, a.data_seed, a.k, a.n_train,
                         a.n_val, a.hidden_dim, a.lr, a.weight_decay, a.batch_size)
     out = Path(a.out)
     root = out / SWEEP
     log(f"{len(a.n_bits)} numbers of bits x {cfg.n_seeds} seeds -> {root}")
     run_stage(cfg, root, progress=not a.no_progress, workers=a.workers, log=log, cache_dir=runner.default_cache_dir())
-    fits.run_fits(argparse.Namespace(**{**vars(fit_options(a)), "results_dir": str(root)}), log=log)
+    fits.run_fits(fit_options(a, root), log=log)
     what = (f"concealed parity of {a.k} bits among n = {', '.join(map(str, a.n_bits))}, {a.seeds} seeds each, "
             f"{cfg.schedule.length} epochs")
     return gather(out, root, cfg, what, log)
